@@ -1,5 +1,10 @@
 """aioims: asyncio SDK for the CECSTACK Image Management Service (IMS) API v1."""
 
+from ._protocol import PreparedRequest
+from ._transport import StreamResponse
+from ._version import __version__
+from .auth import Auth, CallableAuth, HeaderAuth
+from .config import RetryPolicy
 from .errors import (
     ApiError,
     AuthenticationError,
@@ -49,13 +54,15 @@ from .models import (
     Visibility,
     VolumeImage,
 )
-
-__version__ = "0.1.0"
+from .pagination import F, Filter
+from .session import IMSSession
 
 __all__ = [
     "ApiError",
+    "Auth",
     "AuthenticationError",
     "BootMode",
+    "CallableAuth",
     "ChecksumMismatchError",
     "ConnectionFailedError",
     "CpuArch",
@@ -64,7 +71,11 @@ __all__ = [
     "DiskFormat",
     "DownloadNotAllowedError",
     "ExportBucket",
+    "F",
+    "Filter",
+    "HeaderAuth",
     "IMSError",
+    "IMSSession",
     "Image",
     "ImageIsSharedError",
     "ImageKilledError",
@@ -81,11 +92,14 @@ __all__ = [
     "Page",
     "PermissionDeniedError",
     "Platform",
+    "PreparedRequest",
     "QuotaError",
     "RequestTimeoutError",
+    "RetryPolicy",
     "ServerHTTPError",
     "ServiceError",
     "ShareError",
+    "StreamResponse",
     "TransferError",
     "TransportError",
     "UploadFailedError",

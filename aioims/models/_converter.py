@@ -225,6 +225,10 @@ converter.register_structure_hook(datetime, _structure_datetime)
 converter.register_structure_hook_func(
     lambda t: isinstance(t, type) and issubclass(t, TolerantEnum), _structure_enum
 )
+# TolerantEnums are ``str`` subclasses: cattrs would otherwise pick its built-in
+# ``str`` hook (plain ``cls(value)``) before the predicate above, turning ``""``
+# into a pseudo-member instead of ``None``.
+converter.register_structure_hook(TolerantEnum, _structure_enum)
 converter.register_structure_hook_func(lambda t: t in _WIRE_MODELS, _structure_model)
 converter.register_unstructure_hook_func(lambda t: t in _WIRE_MODELS, _unstructure_model)
 converter.register_unstructure_hook(datetime, format_datetime)

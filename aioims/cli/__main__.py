@@ -1,0 +1,5 @@
+"""``python -m aioims.cli``."""
+
+from .main import main
+
+main()

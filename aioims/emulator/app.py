@@ -1,0 +1,200 @@
+"""The ``aiohttp.web`` application: routes under ``/api/image/v1``, the
+envelope middleware, and the admin API under ``/_emulator/``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from . import handlers_images as images
+from . import handlers_shares as shares
+from .context import SERVICES, Services
+from .envelope import ImsFault, error_response, fault, new_request_id
+from .faults import API_PREFIX, configure_s3_faults
+from .identity import user_from_json
+
+log = logging.getLogger("aioims.emulator")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: (method, path under /api/image/v1, handler); the handler's name is the
+#: endpoint name used by fault rules (and the SDK coroutine's name).
+ROUTES: list[tuple[str, str, Handler]] = [
+    ("GET", "/images", images.list_images),
+    ("GET", "/images/{image_id}", images.get_image),
+    ("GET", "/private-images", images.list_private_images),
+    ("POST", "/private-images", images.create_private_image),
+    ("POST", "/private-images/import", images.import_image),
+    ("PUT", "/private-images/{image_id}", images.update_private_image),
+    ("DELETE", "/private-images/{image_id}", images.delete_private_image),
+    ("POST", "/private-images/{image_id}/upload-prepare", images.upload_prepare),
+    ("POST", "/private-images/{image_id}/upload-done", images.upload_done),
+    ("GET", "/private-images/{image_id}/file", images.download_private_image),
+    ("HEAD", "/private-images/{image_id}/file", images.download_private_image),
+    ("POST", "/private-images/{image_id}/share", shares.share_image),
+    ("GET", "/private-images/{image_id}/share", shares.list_image_shares),
+    ("POST", "/private-images/{image_id}/unshare", shares.unshare_image),
+    ("GET", "/private-images/{image_id}/oss-bucket-list", images.list_export_buckets),
+    ("POST", "/custom-images/{image_id}/export", images.export_image),
+    ("GET", "/shared-images", shares.list_shared_images),
+    ("DELETE", "/shared-images/{share_id}", shares.delete_shared_image),
+    ("POST", "/shared-images/{share_id}/copy", shares.copy_shared_image),
+]
+
+ENDPOINT_NAMES: tuple[str, ...] = tuple(dict.fromkeys(handler.__name__ for *_, handler in ROUTES))
+
+
+@web.middleware
+async def envelope_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request id, ``IMG.*`` error envelopes, and never a crash."""
+    rid = new_request_id()
+    if not request.path.startswith(API_PREFIX):
+        try:
+            return await handler(request)
+        except (ValueError, TypeError, KeyError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+    try:
+        answer = await handler(request)
+    except ImsFault as exc:
+        answer = error_response(request, exc)
+    except web.HTTPException as exc:
+        exc.headers["x-request-id"] = rid
+        raise
+    except asyncio.CancelledError:
+        raise
+    except sqlite3.Error as exc:
+        log.exception("database error in %s %s", request.method, request.path)
+        code = "IMG.DBGet.Fail" if request.method in ("GET", "HEAD") else "IMG.DBUpdate.Fail"
+        answer = error_response(request, fault(code, f"{type(exc).__name__}: {exc}"))
+    except Exception as exc:
+        log.exception("unexpected error in %s %s", request.method, request.path)
+        answer = error_response(
+            request,
+            ImsFault("IMG.Internal.Error", f"服务内部错误: {type(exc).__name__}: {exc}"),
+        )
+    if not answer.prepared:
+        answer.headers.setdefault("x-request-id", rid)
+    return answer
+
+
+# --- admin API ------------------------------------------------------------------
+
+
+def _svc(request: web.Request) -> Services:
+    return request.app[SERVICES]
+
+
+async def _json(request: web.Request) -> Any:
+    raw = await request.read()
+    return {} if not raw.strip() else await request.json()
+
+
+async def admin_state(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    records = await svc.store.images_in_status("queued", "saving", "active", "killed")
+    return web.json_response(
+        {
+            "users": [user.to_json() for user in svc.users.all()],
+            "counts": await svc.store.status_counts(),
+            "shares": await svc.store.share_count(),
+            "images": [
+                {
+                    "imageId": r.image_id,
+                    "name": r.image.name,
+                    "status": r.status,
+                    "owner": r.tenant_id,
+                    "size": r.image.size,
+                    "checksum": r.image.checksum,
+                    "errMessage": r.image.err_message,
+                    "lost": r.image_id in svc.lost,
+                }
+                for r in records
+            ],
+            "lost": sorted(svc.lost),
+            "jobs": svc.worker.pending,
+            "uploadDomain": svc.upload_domain,
+            "s3Endpoint": svc.storage.endpoint,
+            "s3Front": svc.front is not None,
+            "credentialLifetime": svc.credential_lifetime,
+            "faults": svc.faults.to_json(),
+        }
+    )
+
+
+async def admin_get_faults(request: web.Request) -> web.Response:
+    return web.json_response(_svc(request).faults.to_json())
+
+
+async def admin_set_faults(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    svc.faults.configure(await _json(request))
+    return web.json_response(svc.faults.to_json())
+
+
+async def admin_clear_faults(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    svc.faults.clear()
+    return web.json_response(svc.faults.to_json())
+
+
+async def admin_set_s3_faults(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    payload = dict(await _json(request))
+    lifetime = payload.pop("credential_lifetime", None)
+    if lifetime is not None:
+        if float(lifetime) <= 0:
+            raise ValueError("credential_lifetime must be > 0")
+        svc.credential_lifetime = float(lifetime)
+    applied = 0
+    if payload:
+        if svc.front is None:
+            return web.json_response(
+                {"error": "the S3 front is disabled: S3 faults need it"}, status=400
+            )
+        applied = configure_s3_faults(svc.front, payload)
+    return web.json_response(
+        {"rules_added": applied, "credential_lifetime": svc.credential_lifetime}
+    )
+
+
+async def admin_clear_s3_faults(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    if svc.front is not None:
+        svc.front.faults.clear()
+    return web.json_response({"cleared": svc.front is not None})
+
+
+async def admin_users(request: web.Request) -> web.Response:
+    return web.json_response([user.to_json() for user in _svc(request).users.all()])
+
+
+async def admin_add_user(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    user = user_from_json(await _json(request))
+    svc.users.add(user)
+    await svc.store.upsert_users([user])
+    return web.json_response(user.to_json())
+
+
+def build_app(services: Services) -> web.Application:
+    app = web.Application(
+        middlewares=[envelope_middleware, services.faults.middleware()],
+        client_max_size=4 * 1024 * 1024,
+    )
+    app[SERVICES] = services
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, API_PREFIX + path, handler)
+    app.router.add_get("/_emulator/state", admin_state)
+    app.router.add_get("/_emulator/faults", admin_get_faults)
+    app.router.add_post("/_emulator/faults", admin_set_faults)
+    app.router.add_delete("/_emulator/faults", admin_clear_faults)
+    app.router.add_post("/_emulator/s3-faults", admin_set_s3_faults)
+    app.router.add_delete("/_emulator/s3-faults", admin_clear_s3_faults)
+    app.router.add_get("/_emulator/users", admin_users)
+    app.router.add_post("/_emulator/users", admin_add_user)
+    return app

@@ -1,0 +1,332 @@
+"""S3 operations of one transfer, each with the engine's retry policy.
+
+Every request goes through :meth:`Engine.call`:
+
+* transient failures (5xx, 429, ``SlowDown``, ``RequestTimeout``, connection
+  errors/resets, timeouts) are retried up to ``max_attempts_per_part``
+  attempts, with exponential backoff and jitter;
+* other S3 errors (``AccessDenied``, ``NoSuchUpload``, ``InvalidPart``,
+  ``BadDigest``...) get one retry; TLS certificate errors none;
+* credential errors (``ExpiredToken``...) trigger a refresh through
+  :class:`~aioims.transfer.s3.S3Clients` and do not use up attempts.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import io
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from .config import PartPlan, TransferConfig
+from .errors import CredentialsExpiredError, PartUploadError, S3TransferError
+from .events import BytesSent, Emitter, PartDone, PartRetried, PartStarted
+from .results import CompletedPart
+from .s3 import FailureKind, S3Clients, S3Failure, classify
+
+logger = logging.getLogger("aioims.transfer")
+
+_OPERATION_NAMES = {
+    "create_multipart_upload": "CreateMultipartUpload",
+    "upload_part": "UploadPart",
+    "put_object": "PutObject",
+    "list_parts": "ListParts",
+    "complete_multipart_upload": "CompleteMultipartUpload",
+    "abort_multipart_upload": "AbortMultipartUpload",
+    "head_object": "HeadObject",
+}
+
+
+#: Parts per ListParts page (S3's maximum).
+LIST_PARTS_PAGE = 1000
+
+
+def multipart_etag(parts: list[CompletedPart]) -> str | None:
+    """The ETag S3 gives a multipart object: MD5 of the parts' binary MD5s,
+    ``-N``.  None if a part ETag is not a plain MD5."""
+    digest = hashlib.md5(usedforsecurity=False)
+    for part in parts:
+        try:
+            digest.update(binascii.unhexlify(part.etag.strip('"')))
+        except (binascii.Error, ValueError):
+            return None
+    return f'"{digest.hexdigest()}-{len(parts)}"'
+
+
+class CleanupRegistry:
+    """Things to undo if the transfer fails (like s3transfer's): run in
+    reverse order, shielded from cancellation, each bounded in time."""
+
+    def __init__(self) -> None:
+        self._items: dict[int, tuple[str, Callable[[], Awaitable[object]]]] = {}
+        self._next = 0
+
+    def register(self, name: str, callback: Callable[[], Awaitable[object]]) -> int:
+        self._next += 1
+        self._items[self._next] = (name, callback)
+        return self._next
+
+    def unregister(self, handle: int) -> None:
+        self._items.pop(handle, None)
+
+    async def run(self, time_limit: float) -> None:
+        with anyio.CancelScope(shield=True):
+            for handle in sorted(self._items, reverse=True):
+                name, callback = self._items.pop(handle)
+                with anyio.move_on_after(time_limit) as scope:
+                    try:
+                        await callback()
+                    except Exception:
+                        logger.warning("cleanup step %r failed", name, exc_info=True)
+                if scope.cancelled_caught:
+                    logger.warning("cleanup step %r timed out after %.0f s", name, time_limit)
+
+
+class Engine:
+    """The S3 side of one transfer (one object, at most one multipart upload)."""
+
+    def __init__(
+        self,
+        clients: S3Clients,
+        config: TransferConfig,
+        plan: PartPlan,
+        emitter: Emitter,
+    ) -> None:
+        self.clients = clients
+        self.config = config
+        self.plan = plan
+        self.emitter = emitter
+        self.bucket = clients.target.bucket
+        self.key = clients.target.file
+        self.upload_id: str | None = None
+        self.parts: dict[int, CompletedPart] = {}
+        self.bytes_done = 0
+
+    # -- the retry loop -------------------------------------------------------
+
+    def backoff(self, attempt: int) -> float:
+        ceiling = min(self.config.backoff_max, self.config.backoff_base * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+    async def call(
+        self,
+        method: str,
+        params: dict[str, Any],
+        *,
+        part_number: int | None = None,
+        max_attempts: int | None = None,
+        before_attempt: Callable[[], object] | None = None,
+    ) -> dict[str, Any]:
+        """Send one S3 request with the retry policy; raise a typed error
+        (:class:`PartUploadError` for parts) when it fails for good."""
+        operation = _OPERATION_NAMES.get(method, method)
+        limit = max_attempts or self.config.max_attempts_per_part
+        attempt = 0
+        while True:
+            await self.clients.ensure_fresh()
+            generation, client = self.clients.generation, self.clients.client
+            attempt += 1
+            if before_attempt is not None:
+                before_attempt()
+            try:
+                response: dict[str, Any] = await getattr(client, method)(**params)
+                return response
+            except Exception as exc:
+                failure = classify(exc)
+                if failure is None:
+                    raise
+                if failure.kind is FailureKind.CREDENTIALS:
+                    attempt -= 1  # a refresh is not an attempt (refreshes are limited)
+                    try:
+                        await self.clients.credentials_rejected(generation, failure.code)
+                    except CredentialsExpiredError as err:
+                        err.operation = operation
+                        err.upload_id = self.upload_id
+                        if err.code is None or err.code == failure.code:
+                            err.request_id = failure.request_id
+                            err.http_status = failure.http_status
+                        if err.__cause__ is None:  # keep a failed refresh's own cause
+                            err.__cause__ = exc
+                        raise
+                    continue
+                if failure.kind is FailureKind.TRANSIENT:
+                    allowed = limit
+                elif failure.kind is FailureKind.PERMANENT:
+                    allowed = min(2, limit)
+                else:
+                    allowed = 1
+                if attempt >= allowed:
+                    raise self._error(operation, part_number, attempt, failure) from exc
+                delay = self.backoff(attempt)
+                where = f"part {part_number}" if part_number is not None else operation
+                logger.debug(
+                    "%s attempt %d failed (%s); retrying in %.2f s",
+                    where,
+                    attempt,
+                    failure.message,
+                    delay,
+                )
+                if part_number is not None:
+                    self.emitter.emit(
+                        PartRetried(part_number, attempt, failure.message, failure.code, delay)
+                    )
+                await anyio.sleep(delay)
+
+    def _error(
+        self, operation: str, part_number: int | None, attempts: int, failure: S3Failure
+    ) -> S3TransferError:
+        transient = failure.kind is FailureKind.TRANSIENT
+        common: dict[str, Any] = {
+            "operation": operation,
+            "code": failure.code,
+            "attempts": attempts,
+            "http_status": failure.http_status,
+            "request_id": failure.request_id,
+            "upload_id": self.upload_id,
+            "transient": transient,
+        }
+        if part_number is not None:
+            return PartUploadError(
+                f"part {part_number} failed after {attempts} attempt(s): {failure.message}",
+                part_number=part_number,
+                **common,
+            )
+        return S3TransferError(
+            f"{operation} failed after {attempts} attempt(s): {failure.message}", **common
+        )
+
+    # -- operations -----------------------------------------------------------
+
+    def _ids(self) -> dict[str, Any]:
+        return {"Bucket": self.bucket, "Key": self.key}
+
+    async def create(self) -> str:
+        response = await self.call("create_multipart_upload", self._ids())
+        self.upload_id = str(response["UploadId"])
+        logger.debug("multipart upload %s created for %s/%s", self.upload_id, self.bucket, self.key)
+        return self.upload_id
+
+    async def list_parts(self, upload_id: str) -> dict[int, CompletedPart]:
+        """Every part S3 holds for ``upload_id`` (all pages)."""
+        parts: dict[int, CompletedPart] = {}
+        marker = 0
+        while True:
+            params = {**self._ids(), "UploadId": upload_id, "MaxParts": LIST_PARTS_PAGE}
+            if marker:
+                params["PartNumberMarker"] = marker
+            page = await self.call("list_parts", params)
+            for item in page.get("Parts", []):
+                number = int(item["PartNumber"])
+                parts[number] = CompletedPart(number, str(item["ETag"]), int(item["Size"]))
+            next_marker = int(page.get("NextPartNumberMarker") or 0)
+            if not page.get("IsTruncated") or next_marker <= marker:
+                return parts
+            marker = next_marker
+
+    def record(self, part: CompletedPart) -> None:
+        self.parts[part.part_number] = part
+        self.bytes_done += part.size
+
+    async def upload_part(
+        self, part_number: int, body: io.BytesIO, size: int, md5_b64: str | None
+    ) -> CompletedPart:
+        assert self.upload_id is not None
+        self.emitter.emit(PartStarted(part_number, size))
+        params: dict[str, Any] = {
+            **self._ids(),
+            "UploadId": self.upload_id,
+            "PartNumber": part_number,
+            "Body": body,
+            "ContentLength": size,
+        }
+        if md5_b64 is not None:
+            params["ContentMD5"] = md5_b64
+        response = await self.call(
+            "upload_part", params, part_number=part_number, before_attempt=lambda: body.seek(0)
+        )
+        part = CompletedPart(part_number, str(response["ETag"]), size)
+        self._part_done(part)
+        return part
+
+    async def put_object(self, body: io.BytesIO, size: int, md5_b64: str | None) -> CompletedPart:
+        self.emitter.emit(PartStarted(1, size))
+        params: dict[str, Any] = {**self._ids(), "Body": body, "ContentLength": size}
+        if md5_b64 is not None:
+            params["ContentMD5"] = md5_b64
+        response = await self.call(
+            "put_object", params, part_number=1, before_attempt=lambda: body.seek(0)
+        )
+        part = CompletedPart(1, str(response.get("ETag", "")), size)
+        self._part_done(part)
+        return part
+
+    def _part_done(self, part: CompletedPart) -> None:
+        self.record(part)
+        logger.debug(
+            "part %d/%d done (%d bytes, etag %s)",
+            part.part_number,
+            self.plan.part_count,
+            part.size,
+            part.etag,
+        )
+        self.emitter.emit(PartDone(part.part_number, part.size, part.etag))
+        self.emitter.emit(BytesSent(self.bytes_done, self.plan.size))
+
+    async def complete(self) -> str | None:
+        """Complete the upload; returns the object's ETag."""
+        assert self.upload_id is not None
+        parts = [self.parts[n] for n in sorted(self.parts)]
+        params = {
+            **self._ids(),
+            "UploadId": self.upload_id,
+            "MultipartUpload": {
+                "Parts": [{"PartNumber": p.part_number, "ETag": p.etag} for p in parts]
+            },
+        }
+        try:
+            response = await self.call("complete_multipart_upload", params)
+        except S3TransferError as err:
+            # A retried Complete may find the upload gone because the first
+            # attempt did complete it: accept if the object is exactly ours.
+            if err.code != "NoSuchUpload" or err.attempts < 2:
+                raise
+            expected = multipart_etag(parts)
+            head = await self.call("head_object", self._ids())
+            if expected is None or head.get("ETag") != expected:
+                raise
+            response = head
+        logger.debug("multipart upload %s completed", self.upload_id)
+        etag = response.get("ETag")
+        return None if etag is None else str(etag)
+
+    async def abort(self, upload_id: str | None = None) -> bool:
+        """Abort ``upload_id`` (default: ours); bounded by ``abort_timeout``
+        and shielded.  True when the upload is gone."""
+        upload_id = upload_id or self.upload_id
+        if upload_id is None:
+            return True
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self.config.abort_timeout):
+            try:
+                await self.call(
+                    "abort_multipart_upload",
+                    {**self._ids(), "UploadId": upload_id},
+                    max_attempts=min(3, self.config.max_attempts_per_part),
+                )
+            except S3TransferError as err:
+                if err.code == "NoSuchUpload":
+                    return True
+                logger.warning("could not abort multipart upload %s: %s", upload_id, err)
+                return False
+            logger.debug("multipart upload %s aborted", upload_id)
+            return True
+        logger.warning(
+            "aborting multipart upload %s timed out after %.0f s",
+            upload_id,
+            self.config.abort_timeout,
+        )
+        return False

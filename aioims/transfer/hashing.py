@@ -1,0 +1,231 @@
+"""Reading parts and hashing them off the event loop.
+
+The whole-file MD5 is computed during the upload, from the very buffers the
+parts are uploaded from (the file is read once).  Parts finish out of order,
+so :class:`OrderedHasher` feeds the hasher in part order: it holds a read
+buffer until its turn and hashes it in a worker thread (hashlib releases the
+GIL on large buffers).  A buffer is given back (its slot released) only once
+it is both uploaded and hashed, so at most ``max_concurrency`` part buffers
+are alive, plus one 1 MiB chunk when re-hashing a resumed part.
+
+Resumed parts (already on S3 from an earlier run) are not uploaded again,
+but the whole-file MD5 needs them: they are read again, in 1 MiB chunks in a
+worker thread, for hashing only.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+
+from .config import MiB, PartPlan
+from .errors import SourceChangedError
+
+_HASH_CHUNK = 1 * MiB
+_HAVE_PREADV = hasattr(os, "preadv")
+
+
+def new_md5() -> Any:
+    return hashlib.md5(usedforsecurity=False)
+
+
+def new_part_buffer(length: int) -> io.BytesIO:
+    """A BytesIO that owns a zero-filled buffer of ``length`` bytes.
+
+    S3 bodies are handed to botocore as BytesIO objects that own their
+    buffer: botocore would wrap ``bytes`` in a BytesIO that shares them, and
+    aiohttp's ``getbuffer()`` on that copies the whole part (on the event
+    loop); a ``bytearray`` would be written to the socket in one go and
+    copied into the transport's buffer.  Ours is read in 256 KiB chunks.
+    """
+    body = io.BytesIO()
+    if length:
+        body.seek(length - 1)
+        body.write(b"\0")
+        body.seek(0)
+    return body
+
+
+def _pread_into(fd: int, view: memoryview, offset: int) -> None:
+    got = 0
+    size = len(view)
+    while got < size:
+        with view[got:] as rest:
+            if _HAVE_PREADV:
+                count = os.preadv(fd, [rest], offset + got)
+            else:  # pragma: no cover - platforms without preadv
+                data = os.pread(fd, len(rest), offset + got)
+                count = len(data)
+                rest[:count] = data
+        if count <= 0:
+            raise SourceChangedError(
+                f"short read at offset {offset + got}: the file shrank during the upload"
+            )
+        got += count
+
+
+def read_body(fd: int, offset: int, length: int, body: io.BytesIO | None = None) -> io.BytesIO:
+    """Read ``length`` bytes at ``offset`` into ``body`` (a recycled buffer of
+    exactly that size) or a new part buffer (blocking)."""
+    if body is None:
+        body = new_part_buffer(length)
+    body.seek(0)
+    with body.getbuffer() as view:
+        _pread_into(fd, view, offset)
+    return body
+
+
+def body_digest(body: io.BytesIO) -> Any:
+    """MD5 object of a part buffer (blocking)."""
+    with body.getbuffer() as view:
+        return hashlib.md5(view, usedforsecurity=False)
+
+
+def pread_exact(fd: int, length: int, offset: int) -> bytes:
+    """Read exactly ``length`` bytes at ``offset`` (blocking)."""
+    data = os.pread(fd, length, offset)
+    if len(data) == length:
+        return data
+    chunks = [data]
+    got = len(data)
+    while got < length:  # large parts (> 2 GiB) or a file that shrank
+        more = os.pread(fd, length - got, offset + got)
+        if not more:
+            raise SourceChangedError(
+                f"short read at offset {offset + got}: the file shrank during the upload"
+            )
+        chunks.append(more)
+        got += len(more)
+    return b"".join(chunks)
+
+
+def read_part(
+    fd: int, offset: int, length: int, content_md5: bool, body: io.BytesIO | None = None
+) -> tuple[io.BytesIO, str | None]:
+    """Read a part and compute its Content-MD5, in one worker-thread call."""
+    body = read_body(fd, offset, length, body)
+    if not content_md5:
+        return body, None
+    return body, base64.b64encode(body_digest(body).digest()).decode()
+
+
+def digest_part(body: io.BytesIO, content_md5: bool, whole: Any | None) -> str | None:
+    """Content-MD5 of a part, and feed the whole-file hasher (one thread call)."""
+    with body.getbuffer() as view:
+        if whole is not None:
+            whole.update(view)
+        if not content_md5:
+            return None
+        return base64.b64encode(hashlib.md5(view, usedforsecurity=False).digest()).decode()
+
+
+def hash_range(hasher: Any, fd: int, offset: int, length: int) -> None:
+    """Feed ``length`` bytes of the file at ``offset`` to ``hasher`` in 1 MiB chunks."""
+    end = offset + length
+    while offset < end:
+        chunk = os.pread(fd, min(_HASH_CHUNK, end - offset), offset)
+        if not chunk:
+            raise SourceChangedError("short read while hashing: the file shrank during the upload")
+        hasher.update(chunk)
+        offset += len(chunk)
+
+
+class PartSlots:
+    """At most ``limit`` part buffers alive.
+
+    A slot is acquired before a part is read and released after its last
+    user (upload, hasher) is done with the buffer.  Full-size buffers are
+    recycled: a transfer allocates ``limit`` of them once, instead of one per
+    part (which fragments the heap and grows the RSS well past
+    ``limit x part_size``).
+    """
+
+    def __init__(self, limit: int, part_size: int) -> None:
+        self._semaphore = anyio.Semaphore(limit)
+        self._users: dict[int, int] = {}
+        self._bodies: dict[int, io.BytesIO] = {}
+        self._free: list[io.BytesIO] = []
+        self._part_size = part_size
+
+    async def acquire(self, part_number: int, users: int) -> None:
+        await self._semaphore.acquire()
+        self._users[part_number] = users
+
+    def recycled(self, length: int) -> io.BytesIO | None:
+        """A free buffer of ``length`` bytes, if there is one."""
+        if length == self._part_size and self._free:
+            return self._free.pop()
+        return None
+
+    def attach(self, part_number: int, body: io.BytesIO) -> None:
+        """``body`` holds part ``part_number``: recycle it when the slot is released."""
+        self._bodies[part_number] = body
+
+    def release(self, part_number: int) -> None:
+        left = self._users[part_number] - 1
+        if left:
+            self._users[part_number] = left
+            return
+        del self._users[part_number]
+        body = self._bodies.pop(part_number, None)
+        if body is not None and body.seek(0, io.SEEK_END) == self._part_size:
+            body.seek(0)
+            self._free.append(body)
+        self._semaphore.release()
+
+
+class OrderedHasher:
+    """Whole-file MD5 over parts that arrive out of order."""
+
+    def __init__(
+        self,
+        plan: PartPlan,
+        resumed: set[int],
+        fd: int | None,
+        release: Callable[[int], None],
+    ) -> None:
+        self._plan = plan
+        self._resumed = resumed
+        self._fd = fd
+        self._release = release
+        self._md5 = new_md5()
+        self._ready: dict[int, io.BytesIO] = {}
+        self._arrived = anyio.Event()
+        self.done = False
+
+    def submit(self, part_number: int, data: io.BytesIO) -> None:
+        """Hand over a part's buffer (the hasher releases its slot when hashed)."""
+        self._ready[part_number] = data
+        self._arrived.set()
+
+    async def run(self) -> None:
+        for number in range(1, self._plan.part_count + 1):
+            if number in self._resumed:
+                assert self._fd is not None
+                await anyio.to_thread.run_sync(
+                    hash_range,
+                    self._md5,
+                    self._fd,
+                    self._plan.part_offset(number),
+                    self._plan.part_length(number),
+                )
+                continue
+            while number not in self._ready:
+                await self._arrived.wait()
+                self._arrived = anyio.Event()
+            data = self._ready.pop(number)
+            with data.getbuffer() as view:
+                await anyio.to_thread.run_sync(self._md5.update, view)
+            del data
+            self._release(number)
+        self.done = True
+
+    def hexdigest(self) -> str:
+        assert self.done
+        return str(self._md5.hexdigest())
