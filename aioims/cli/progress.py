@@ -62,7 +62,7 @@ class EtaColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         if task.finished:
-            return Text(_clock(task.finished_time or task.elapsed or 0), style="progress.elapsed")
+            return Text(_clock(task.elapsed or 0), style="progress.elapsed")
         rate = _average_rate(task)
         if rate is None or task.total is None:
             return Text("-:--:--", style="progress.remaining")
@@ -143,6 +143,10 @@ class ProgressBoard:
             self._progress.reset(tracker.task, start=True, completed=done,
                                  total=tracker.total or None, base=done)
 
+    def _finish(self, tracker: Tracker) -> None:
+        if self._progress is not None and tracker.task is not None:
+            self._progress.stop_task(tracker.task)
+
     def _advance(self, tracker: Tracker, delta: int, done: int, total: int | None) -> None:
         if self._progress is None:
             return
@@ -218,8 +222,10 @@ class Tracker:
             self._plain(f"transfer started: {human_size(self.total)}"
                         + (f" in {parts} part(s)" if parts else "")
                         + (f", resuming at {human_size(resumed)}" if resumed else ""))
-            self.done = resumed if isinstance(resumed, int) else 0
-            self.board._restart(self, self.done)
+            start = resumed if isinstance(resumed, int) else 0
+            delta, self.done = start - self.done, start
+            self.board._restart(self, start)
+            self.board._advance(self, delta, start, self.total)
         elif name in ("BytesSent", "BytesReceived"):
             done = getattr(event, "bytes_sent_total", None)
             if done is None:
@@ -245,6 +251,7 @@ class Tracker:
             self.finished = time.monotonic()
             if self.total:
                 self.bytes(self.total, self.total)
+            self.board._finish(self)
             self._plain(f"transfer completed in {self.elapsed:.1f} s")
         elif name == "TransferFailed":
             self.failure = event
@@ -259,3 +266,4 @@ class Tracker:
             self.finished = time.monotonic()
         if self.total:
             self.bytes(self.total, self.total)
+        self.board._finish(self)

@@ -173,8 +173,7 @@ async def download_to_path(
         if expected_md5 is not None and md5 != expected_md5:
             await anyio.to_thread.run_sync(part.remove)
             raise ChecksumMismatchError(
-                f"downloaded file MD5 {md5} differs from image {image_id} "
-                f"checksum {expected_md5}",
+                f"downloaded file MD5 {md5} differs from image {image_id} checksum {expected_md5}",
                 expected=expected_md5,
                 actual=md5,
             )

@@ -14,8 +14,9 @@ as an async context manager, configured with an ``AioConfig``:
 * botocore's own retries off (``total_max_attempts=1``): the engine's
   per-part retry policy governs;
 * a connection pool of ``max_concurrency + 2`` (parts plus a control call);
-* the loader caches warmed up in a worker thread, so creating a client does
-  not parse botocore's JSON models on the event loop.
+* one aiobotocore session per event loop, built with S3's JSON models
+  loaded in a worker thread, so creating a client does not parse them on
+  the event loop.
 
 :class:`S3Clients` swaps in a new client when the credentials are refreshed.
 """
@@ -36,6 +37,7 @@ import anyio
 import attrs
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from botocore.config import Config as BotoConfig
 from botocore.exceptions import (
     ClientError,
     HTTPClientError,
@@ -152,19 +154,22 @@ def client_config(config: TransferConfig) -> AioConfig:
     s3: dict[str, Any] = {"addressing_style": "path"}
     if config.sign_payload is not None:
         s3["payload_signing_enabled"] = config.sign_payload
-    return AioConfig(
-        region_name=config.region,
-        signature_version="s3v4",
-        s3=s3,
-        retries={"total_max_attempts": config.botocore_max_attempts, "mode": "standard"},
-        max_pool_connections=config.max_concurrency + 2,
-        connect_timeout=config.connect_timeout,
-        read_timeout=config.read_timeout,
-        request_checksum_calculation=config.request_checksum_calculation,
-        response_checksum_validation=config.response_checksum_validation,
-        user_agent_extra=f"aioims/{__version__}",
-        warm_up_loader_caches=True,
-    )
+    options: dict[str, Any] = {
+        "region_name": config.region,
+        "signature_version": "s3v4",
+        "s3": s3,
+        "retries": {"total_max_attempts": config.botocore_max_attempts, "mode": "standard"},
+        "max_pool_connections": config.max_concurrency + 2,
+        "connect_timeout": config.connect_timeout,
+        "read_timeout": config.read_timeout,
+        "user_agent_extra": f"aioims/{__version__}",
+    }
+    # botocore < 1.36 has neither the options nor the default CRC checksums
+    # they switch off.
+    if "request_checksum_calculation" in BotoConfig.OPTION_DEFAULTS:
+        options["request_checksum_calculation"] = config.request_checksum_calculation
+        options["response_checksum_validation"] = config.response_checksum_validation
+    return AioConfig(**options)
 
 
 def verify_option(config: TransferConfig) -> bool | str:
@@ -189,17 +194,30 @@ def client_kwargs(target: UploadTarget, config: TransferConfig) -> dict[str, Any
 _sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
 
 
+def _new_session() -> Any:
+    """An aiobotocore session with S3's JSON models already loaded (blocking:
+    building a session and parsing the models takes tens of ms of CPU)."""
+    session = get_session()
+    loader = session.get_component("data_loader")
+    for name in ("_retry", "endpoints", "partitions", "sdk-default-configuration"):
+        with contextlib.suppress(Exception):
+            loader.load_data(name)
+    for type_name in ("service-2", "endpoint-rule-set-1", "paginators-1"):
+        with contextlib.suppress(Exception):
+            loader.load_service_model("s3", type_name)
+    return session
+
+
 async def shared_session() -> Any:
     """The aiobotocore session of the running event loop.
 
-    Created once per loop in a worker thread (building a botocore session
-    takes ~20 ms of CPU) and shared by every transfer on that loop, so its
-    loader caches are warmed up once.
+    Created once per loop in a worker thread, with the S3 models loaded
+    (cached by botocore's loader), and shared by every transfer on that loop.
     """
     loop = asyncio.get_running_loop()
     session = _sessions.get(loop)
     if session is None:
-        session = await anyio.to_thread.run_sync(get_session)
+        session = await anyio.to_thread.run_sync(_new_session)
         session = _sessions.setdefault(loop, session)
     return session
 
