@@ -11,6 +11,7 @@ then runs in place of this process.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -63,7 +64,7 @@ def emulator(extra: tuple[str, ...], no_s3_front: bool, access_log: bool,
              **opts: Any) -> None:
     """Run the local IMS emulator (with its embedded S3) until Ctrl-C.
 
-    JSON (--json): {"url", "s3Url", "dataDir", "users": [...]} once it is ready.
+    JSON (--json): one line {"url", "s3Url", "dataDir", "users": [...]} once it is ready.
     """
     state = get_state()
     if extra:
@@ -85,9 +86,9 @@ def emulator(extra: tuple[str, ...], no_s3_front: bool, access_log: bool,
         async with emu:
             url = str(emu.url)
             users = [u.to_json() for u in emu.users.values()]
-            if state.json_mode:
-                state.output.result({"url": url, "s3Url": emu.s3_url,
-                                     "dataDir": str(directory), "users": users})
+            if state.json_mode:  # one line: scripts read it while the emulator runs
+                sys.stdout.write(json.dumps({"url": url, "s3Url": emu.s3_url,
+                                             "dataDir": str(directory), "users": users}) + "\n")
             else:
                 lines = banner(url, directory, users)
                 lines.insert(2, f"S3 server: {emu.s3_url}")

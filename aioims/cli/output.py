@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -169,9 +170,13 @@ def error_payload(exc: BaseException) -> dict[str, Any]:
     return payload
 
 
+_DETAILS = re.compile(r"\s*\((?:http_status=\d+(?:, )?)?(?:request_id=[^)]*)?\)")
+
+
 def describe_error(exc: BaseException) -> str:
     code, request_id, status = error_fields(exc)
     message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    message = _DETAILS.sub("", message)  # a wrapped error's details: repeated below
     head = f"{code}: {message}" if code and code not in message else message
     extra = []
     if isinstance(exc, UploadFailedError):
@@ -184,7 +189,7 @@ def describe_error(exc: BaseException) -> str:
     extra.append(f"request id: {request_id or '-'}")
     text = f"{head} ({', '.join(extra)})"
     cause = exc.__cause__
-    if cause is not None and str(cause) and str(cause) not in text:
+    if cause is not None and str(cause) and _DETAILS.sub("", str(cause)) not in text:
         text += f"\n  caused by {type(cause).__name__}: {cause}"
     return text
 

@@ -14,7 +14,7 @@ from aiohttp import web
 from . import handlers_images as images
 from . import handlers_shares as shares
 from .context import SERVICES, Services
-from .envelope import ImsFault, error_response, fault, new_request_id
+from .envelope import ImsFault, error_response, fault, invalid, new_request_id
 from .faults import API_PREFIX, configure_s3_faults
 from .identity import user_from_json
 
@@ -63,8 +63,10 @@ async def envelope_middleware(request: web.Request, handler: Handler) -> web.Str
     except ImsFault as exc:
         answer = error_response(request, exc)
     except web.HTTPException as exc:
-        exc.headers["x-request-id"] = rid
-        raise
+        if exc.status < 400:
+            exc.headers["x-request-id"] = rid
+            raise
+        answer = http_error_response(request, exc)
     except asyncio.CancelledError:
         raise
     except sqlite3.Error as exc:
@@ -80,6 +82,41 @@ async def envelope_middleware(request: web.Request, handler: Handler) -> web.Str
     if not answer.prepared:
         answer.headers.setdefault("x-request-id", rid)
     return answer
+
+
+#: headers of aiohttp's own error answers that their envelope keeps
+_KEPT_HEADERS = ("Allow", "Content-Range", "Retry-After")
+
+
+def http_error_response(request: web.Request, exc: web.HTTPException) -> web.Response:
+    """aiohttp's own errors under the API (no route: 404, wrong method: 405
+    with ``Allow``, body too large: 413, bad range: 416 with
+    ``Content-Range``) as an ``IMG.InvalidParameter`` envelope with the same
+    HTTP status; a 5xx (never expected) as ``IMG.Internal.Error`` (HTTP 400)."""
+    if exc.status >= 500:
+        problem = ImsFault("IMG.Internal.Error", f"服务内部错误: HTTP {exc.status} {exc.reason}")
+    elif isinstance(exc, web.HTTPNotFound):
+        problem = invalid("path", f"no endpoint {request.path!r}")
+    elif isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        problem = invalid("method", f"{request.method} not allowed here (allowed: {allowed})")
+    else:
+        field = {413: "body", 416: "Range"}.get(exc.status, "request")
+        problem = invalid(field, exc.text or exc.reason)
+    if exc.status < 500:
+        problem.status = exc.status
+    answer = error_response(request, problem)
+    for name in _KEPT_HEADERS:
+        if name in exc.headers:
+            answer.headers[name] = exc.headers[name]
+    return answer
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    """``GET /openapi.json``: the OpenAPI 3.1 document of this API."""
+    from .openapi import openapi_text  # lazily: ``python -m aioims.emulator.openapi`` runs it
+
+    return web.Response(text=openapi_text(), content_type="application/json")
 
 
 # --- admin API ------------------------------------------------------------------
@@ -197,4 +234,5 @@ def build_app(services: Services) -> web.Application:
     app.router.add_delete("/_emulator/s3-faults", admin_clear_s3_faults)
     app.router.add_get("/_emulator/users", admin_users)
     app.router.add_post("/_emulator/users", admin_add_user)
+    app.router.add_get("/openapi.json", openapi_json)
     return app

@@ -43,7 +43,11 @@ def authenticate(request: web.Request) -> User:
 
 
 async def read_body(request: web.Request) -> Body:
-    return decode_body(await request.read())
+    try:
+        raw = await request.read()
+    except web.RequestPayloadError as exc:  # e.g. Content-Encoding: gzip on a plain body
+        raise invalid("body", f"cannot read the body ({exc})") from None
+    return decode_body(raw)
 
 
 def render(svc: Services, record: ImageRecord) -> dict[str, Any]:

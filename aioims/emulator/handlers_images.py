@@ -276,7 +276,10 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
     except ValueError:
         return None
     if first >= size or first > last or first < 0:
-        raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
+        raise web.HTTPRequestRangeNotSatisfiable(
+            headers={"Content-Range": f"bytes */{size}"},
+            text=f"{header!r} is not satisfiable (the file has {size} bytes)",
+        )
     return first, last
 
 

@@ -29,7 +29,9 @@ from .envelope import ImsFault, invalid
 MAX_PAGE_SIZE = 1000
 MAX_SHARE_USERS = 50
 MAX_FILE_SIZE = 5 * 1024**4  # the S3 object limit
+MAX_JSON_DEPTH = 32
 _INT32 = 2**31 - 1
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 _NAME = re.compile(r"^[A-Za-z0-9\-._ \u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]{1,128}$")
 _IMAGE_ID = re.compile(r"^img-[0-9a-z]{1,64}$")
@@ -46,9 +48,29 @@ def decode_body(raw: bytes) -> Body:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise invalid("body", f"malformed JSON ({exc})") from None
+    except RecursionError:
+        raise invalid("body", "JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise invalid("body", "must be a JSON object")
+    _check_json(data)
     return data
+
+
+def _check_json(value: Any) -> None:
+    """Refuse what could be stored but not answered: nesting deeper than
+    :data:`MAX_JSON_DEPTH` and lone surrogates (``"\\ud800"``: not encodable
+    as UTF-8, so an image holding one could never be rendered again)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                raise invalid("body", "holds a lone UTF-16 surrogate (not valid Unicode)")
+        elif isinstance(item, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                raise invalid("body", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+            children = [*item, *item.values()] if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
 
 
 def check_image_id(value: str, field: str = "image_id") -> str:
@@ -162,7 +184,10 @@ def check_tags(body: Mapping[str, Any], field: str = "imageTags") -> list[Any]:
 def check_url(value: Any, field: str) -> str:
     if not isinstance(value, str) or not value:
         raise invalid(field, "is required")
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. "http://[::1" (an unclosed IPv6 literal)
+        raise invalid(field, f"{value!r} is not a valid URL") from None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise invalid(field, f"{value!r} is not an http or https URL")
     return value

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,19 @@ class Transfer:
             raise failure
         assert result is not None
         return result
+
+    @asynccontextmanager
+    async def shared_slot(self, nbytes: int) -> AsyncIterator[None]:
+        """Hold a slot of ``config.part_limiter`` (if any) for a single PutObject."""
+        limiter = self.config.part_limiter
+        if limiter is None:
+            yield
+            return
+        await limiter.acquire(self, nbytes)
+        try:
+            yield
+        finally:
+            limiter.release(self)
 
     def _refreshed(self, count: int) -> None:
         self.emitter.emit(CredentialsRefreshed(count))

@@ -8,7 +8,7 @@ most 5 TiB; a single PutObject at most 5 GiB.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
@@ -26,6 +26,25 @@ MAX_OBJECT_SIZE = 5 * TiB
 MAX_SINGLE_PUT_SIZE = 5 * GiB
 
 _CHECKSUM_MODES = ("when_supported", "when_required")
+
+
+@runtime_checkable
+class PartLimiter(Protocol):
+    """A limit on parts in flight shared by several transfers
+    (``TransferConfig(part_limiter=...)``; e.g.
+    :class:`aioims.migrate.FairPartLimiter`).
+
+    A transfer calls ``await acquire(owner, nbytes)`` before it reads a part
+    (or the whole source of a single PutObject) and ``release(owner)`` once
+    the part's buffer is given back — on success, failure or cancellation.
+    ``owner`` identifies the transfer (for fairness between transfers);
+    ``nbytes`` is the part's length (for a bandwidth cap).  ``acquire`` must
+    hold nothing when it raises (cancellation included).
+    """
+
+    async def acquire(self, owner: object, nbytes: int) -> None: ...
+
+    def release(self, owner: object) -> None: ...
 
 
 def _is_int(value: Any) -> bool:
@@ -88,6 +107,10 @@ class TransferConfig:
     checkpoint_interval: float = 0.5
     #: How long to wait, at the end, for an async progress callback to catch up.
     event_drain_timeout: float = 10.0
+    #: A :class:`PartLimiter` shared with other transfers: every part (and a
+    #: single PutObject) also holds one of its slots, from before it is read
+    #: until its buffer is released.  ``max_concurrency`` still applies.
+    part_limiter: PartLimiter | None = attrs.field(default=None, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         def bad(field: str, why: str) -> ValidationError:
@@ -124,6 +147,8 @@ class TransferConfig:
             raise bad("region", "must be a non-empty string")
         if self.ca_bundle is not None and not isinstance(self.ca_bundle, str):
             raise bad("ca_bundle", "must be a path string or None")
+        if self.part_limiter is not None and not isinstance(self.part_limiter, PartLimiter):
+            raise bad("part_limiter", "must have async acquire(owner, nbytes) and release(owner)")
 
     @property
     def sign_payload(self) -> bool | None:

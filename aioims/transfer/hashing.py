@@ -24,7 +24,7 @@ from typing import Any
 
 import anyio
 
-from .config import MiB, PartPlan
+from .config import MiB, PartLimiter, PartPlan
 from .errors import SourceChangedError
 
 _HASH_CHUNK = 1 * MiB
@@ -144,17 +144,39 @@ class PartSlots:
     recycled: a transfer allocates ``limit`` of them once, instead of one per
     part (which fragments the heap and grows the RSS well past
     ``limit x part_size``).
+
+    With a shared ``limiter`` (``TransferConfig.part_limiter``) each slot
+    also holds one of the limiter's, for ``owner``; :meth:`close` gives back
+    those still held when the transfer ends early.
     """
 
-    def __init__(self, limit: int, part_size: int) -> None:
+    def __init__(
+        self,
+        limit: int,
+        part_size: int,
+        limiter: PartLimiter | None = None,
+        owner: object = None,
+    ) -> None:
         self._semaphore = anyio.Semaphore(limit)
         self._users: dict[int, int] = {}
         self._bodies: dict[int, io.BytesIO] = {}
         self._free: list[io.BytesIO] = []
         self._part_size = part_size
+        self._limiter = limiter
+        self._owner = owner if owner is not None else self
+        self._shared: set[int] = set()
 
-    async def acquire(self, part_number: int, users: int) -> None:
+    async def acquire(self, part_number: int, users: int, length: int | None = None) -> None:
         await self._semaphore.acquire()
+        if self._limiter is not None:
+            try:
+                await self._limiter.acquire(
+                    self._owner, self._part_size if length is None else length
+                )
+            except BaseException:
+                self._semaphore.release()
+                raise
+            self._shared.add(part_number)
         self._users[part_number] = users
 
     def recycled(self, length: int) -> io.BytesIO | None:
@@ -177,7 +199,19 @@ class PartSlots:
         if body is not None and body.seek(0, io.SEEK_END) == self._part_size:
             body.seek(0)
             self._free.append(body)
+        if part_number in self._shared:
+            self._shared.discard(part_number)
+            assert self._limiter is not None
+            self._limiter.release(self._owner)
         self._semaphore.release()
+
+    def close(self) -> None:
+        """Give the shared limiter back every slot still held (call it when
+        the transfer ends: a failed or cancelled part never releases)."""
+        if self._limiter is not None:
+            for _ in range(len(self._shared)):
+                self._limiter.release(self._owner)
+        self._shared.clear()
 
 
 class OrderedHasher:

@@ -207,16 +207,19 @@ def _short(expected: int, got: int) -> SourceChangedError:
 
 
 async def _single(t: Transfer, reader: ChunkReader) -> TransferResult:
-    data, got = await reader.read_exact(t.plan.size)
-    if got != t.plan.size:
-        raise _short(t.plan.size, got)
-    if not await reader.at_eof():
-        raise SourceChangedError(f"the stream yielded more than the {t.plan.size} bytes announced")
-    whole = new_md5() if t.md5 else None
-    b64 = await anyio.to_thread.run_sync(digest_part, data, t.config.content_md5, whole)
-    t.emit_started()
-    part = await t.engine.put_object(data, got, b64)
-    del data
+    async with t.shared_slot(t.plan.size):
+        data, got = await reader.read_exact(t.plan.size)
+        if got != t.plan.size:
+            raise _short(t.plan.size, got)
+        if not await reader.at_eof():
+            raise SourceChangedError(
+                f"the stream yielded more than the {t.plan.size} bytes announced"
+            )
+        whole = new_md5() if t.md5 else None
+        b64 = await anyio.to_thread.run_sync(digest_part, data, t.config.content_md5, whole)
+        t.emit_started()
+        part = await t.engine.put_object(data, got, b64)
+        del data
     return t.result(etag=part.etag, md5=whole.hexdigest() if whole is not None else None)
 
 
@@ -226,10 +229,13 @@ async def _multipart(t: Transfer, reader: ChunkReader) -> TransferResult:
     t.upload_started()
     t.emit_started()
     whole = new_md5() if t.md5 else None
-    slots = PartSlots(t.config.max_concurrency, t.plan.part_size)
-    async with anyio.create_task_group() as tg:
-        guard = Guard(tg)
-        tg.start_soon(guard.run, _produce, t, reader, slots, whole, tg, guard)
+    slots = PartSlots(t.config.max_concurrency, t.plan.part_size, t.config.part_limiter, t)
+    try:
+        async with anyio.create_task_group() as tg:
+            guard = Guard(tg)
+            tg.start_soon(guard.run, _produce, t, reader, slots, whole, tg, guard)
+    finally:
+        slots.close()
     guard.raise_if_failed()
     etag = await engine.complete()
     t.upload_completed()
@@ -241,8 +247,8 @@ async def _produce(
 ) -> None:
     plan = t.plan
     for number in range(1, plan.part_count + 1):
-        await slots.acquire(number, 1)
         length = plan.part_length(number)
+        await slots.acquire(number, 1, length)
         data, got = await reader.read_exact(length, slots.recycled(length))
         slots.attach(number, data)
         if got != length:

@@ -131,12 +131,13 @@ async def upload_file(
 
 
 async def _single(t: Transfer, source: _Source) -> TransferResult:
-    data, b64, whole_md5 = await anyio.to_thread.run_sync(
-        _read_whole, source.fd, t.plan.size, t.config.content_md5, t.md5
-    )
-    t.emit_started()
-    part = await t.engine.put_object(data, t.plan.size, b64)
-    del data
+    async with t.shared_slot(t.plan.size):
+        data, b64, whole_md5 = await anyio.to_thread.run_sync(
+            _read_whole, source.fd, t.plan.size, t.config.content_md5, t.md5
+        )
+        t.emit_started()
+        part = await t.engine.put_object(data, t.plan.size, b64)
+        del data
     return t.result(etag=part.etag, md5=whole_md5)
 
 
@@ -177,18 +178,21 @@ async def _multipart(t: Transfer, source: _Source) -> TransferResult:
     if resumed:
         logger.debug("resuming upload %s: %d part(s) already on S3", engine.upload_id, len(resumed))
     plan = t.plan
-    slots = PartSlots(t.config.max_concurrency, plan.part_size)
+    slots = PartSlots(t.config.max_concurrency, plan.part_size, t.config.part_limiter, t)
     hasher = OrderedHasher(plan, set(resumed), source.fd, slots.release) if t.md5 else None
     users = 2 if hasher is not None else 1
-    async with anyio.create_task_group() as tg:
-        guard = Guard(tg)
-        if hasher is not None:
-            tg.start_soon(guard.run, hasher.run)
-        for number in range(1, plan.part_count + 1):
-            if number in resumed:
-                continue
-            await slots.acquire(number, users)
-            tg.start_soon(guard.run, _file_part, t, source, number, slots, hasher)
+    try:
+        async with anyio.create_task_group() as tg:
+            guard = Guard(tg)
+            if hasher is not None:
+                tg.start_soon(guard.run, hasher.run)
+            for number in range(1, plan.part_count + 1):
+                if number in resumed:
+                    continue
+                await slots.acquire(number, users, plan.part_length(number))
+                tg.start_soon(guard.run, _file_part, t, source, number, slots, hasher)
+    finally:
+        slots.close()
     guard.raise_if_failed()
     size, mtime_ns = await anyio.to_thread.run_sync(_fstat_identity, source.fd)
     if (size, mtime_ns) != (source.identity.size, source.identity.mtime_ns):

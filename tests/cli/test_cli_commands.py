@@ -262,3 +262,16 @@ def test_resume_flag_round_trip(cli: Runner, tmp_path: Path, cli_home: Path) -> 
     # nothing left behind in the checkpoint directory once it succeeded
     cp_dir = cli_home / ".cache" / "aioims" / "checkpoints"
     assert not list(cp_dir.glob("*.json")) if cp_dir.exists() else True
+
+
+def test_download_resume_continues_a_part_file(cli: Runner, uploaded: dict[str, Any],
+                                               source: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "resumed.raw"
+    data = source.read_bytes()
+    Path(str(dest) + ".part").write_bytes(data[: 3 * MiB])
+    res = cli("--progress", "plain", "download", uploaded["imageId"], str(dest), "--resume",
+              "--json").ok()
+    assert res.json["bytes"] == len(data)
+    assert dest.read_bytes() == data
+    assert "resuming at 3.0 MiB" in res.stderr
+    assert not Path(str(dest) + ".part").exists()

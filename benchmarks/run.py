@@ -1,0 +1,240 @@
+"""Run the aioims benchmarks (issue 7).  See docs/performance.md.
+
+    python -m benchmarks                 # the full run (~15 min on 2 cores)
+    python -m benchmarks --smoke         # tiny sizes, one iteration (CI, < 60 s)
+    python -m benchmarks --only sink,api --size 256MiB --runs 5 --out /tmp/res
+
+Writes ``latest.md`` and ``latest.json`` into ``--out`` (default
+``benchmarks/results/``).  Optional peers (boto3, aioboto3, obstore, s5cmd,
+nginx) are used when installed and skipped (and listed) otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # python benchmarks/run.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import floors as floors_mod
+from benchmarks import imports as imports_mod
+from benchmarks import report, servers, suites
+from benchmarks.targets import evaluate
+
+HERE = Path(__file__).resolve().parent
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+SECTIONS = ("floors", "sink", "moto", "rss", "e2e", "api", "imports")
+_UNITS = {"": 1, "B": 1, "KIB": 1024, "MIB": MiB, "GIB": GiB, "KB": 1000, "MB": 10**6, "GB": 10**9}
+
+
+def parse_size(text: str) -> int:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text)
+    if not match or match.group(2).upper() not in _UNITS:
+        raise argparse.ArgumentTypeError(f"bad size {text!r} (e.g. 1GiB, 256MiB)")
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
+    p.add_argument("--smoke", action="store_true", help="tiny sizes, one run (CI)")
+    p.add_argument("--size", type=parse_size, help="upload file size for the sink (default 1GiB)")
+    p.add_argument("--moto-size", type=parse_size, help="file size for moto (default 256MiB)")
+    p.add_argument("--rss-sizes", help="comma list for the RSS check (default 256MiB,1GiB,4GiB)")
+    p.add_argument("--runs", type=int, help="interleaved runs per figure (default 3)")
+    p.add_argument("--only", help=f"comma list of sections: {','.join(SECTIONS)}")
+    p.add_argument("--clients", help="comma list of client-name prefixes (e.g. aioims,boto3)")
+    p.add_argument("--out", default=str(HERE / "results"), help="where latest.md/json go")
+    p.add_argument("--sink", choices=("asyncio", "nginx", "nginx-early"), default="asyncio",
+                   help="zero-cost sink (see docs/performance.md; default asyncio)")
+    p.add_argument("--part-size", type=parse_size, default=32 * MiB, help="tuned part size")
+    p.add_argument("--concurrency", type=int, default=8, help="tuned max_concurrency")
+    p.add_argument("--aioboto3-python", default=os.environ.get("AIOIMS_BENCH_AIOBOTO3_PYTHON"),
+                   help="interpreter with aioboto3 (it pins an older aiobotocore)")
+    p.add_argument("--workdir", help="where the test files go (default: a temp dir)")
+    p.add_argument("--profile", action="store_true", help="cProfile the aioims upload runs")
+    args = p.parse_args(argv)
+    smoke = args.smoke
+    args.size = args.size or (16 * MiB if smoke else GiB)
+    args.moto_size = args.moto_size or (16 * MiB if smoke else 256 * MiB)
+    default_rss = "16MiB" if smoke else "256MiB,1GiB,4GiB"
+    args.rss_sizes = [parse_size(s) for s in (args.rss_sizes or default_rss).split(",")]
+    args.runs = args.runs or (1 if smoke else 3)
+    args.only = set(args.only.split(",")) if args.only else set(SECTIONS)
+    unknown = args.only - set(SECTIONS)
+    if unknown:
+        p.error(f"unknown section(s) {sorted(unknown)}; choose from {SECTIONS}")
+    args.clients = args.clients.split(",") if args.clients else None
+    return args
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def make_file(path: Path, size: int) -> str:
+    """A file of ``size`` bytes of incompressible data (cached between runs)."""
+    if path.exists() and path.stat().st_size == size:
+        return str(path)
+    block = os.urandom(min(size, 64 * MiB)) or b""
+    with path.open("wb") as out:
+        left = size
+        while left:
+            piece = block[: min(left, len(block))]
+            out.write(piece)
+            left -= len(piece)
+    return str(path)
+
+
+def peers(args: argparse.Namespace, skipped: list[str]) -> tuple[set[str], dict[str, str | None]]:
+    """The optional peers present, and their versions."""
+    found: set[str] = set()
+    versions: dict[str, str | None] = {}
+    for name in ("boto3", "obstore"):
+        if importlib.util.find_spec(name) is not None:
+            found.add(name)
+        else:
+            skipped.append(f"{name} (not installed)")
+    python = args.aioboto3_python
+    if python is None and importlib.util.find_spec("aioboto3") is not None:
+        python = sys.executable
+    if python is not None and report.version_in(python, "aioboto3"):
+        found.add("aioboto3")
+        args.aioboto3_python = None if python == sys.executable else python
+        versions["aioboto3"] = report.version_in(python, "aioboto3")
+        versions["aiobotocore (aioboto3's)"] = report.version_in(python, "aiobotocore")
+    else:
+        skipped.append("aioboto3 (not installed; it pins aiobotocore 2.x: see --aioboto3-python)")
+    binary = shutil.which("s5cmd") or str(Path(sys.executable).parent / "s5cmd")
+    if os.access(binary, os.X_OK):
+        found.add("s5cmd")
+        done = subprocess.run([binary, "version"], capture_output=True, text=True, check=False)  # noqa: S603
+        versions["s5cmd binary"] = done.stdout.strip()
+    else:
+        skipped.append("s5cmd (not installed)")
+    return found, versions
+
+
+def start_sink(kind: str, skipped: list[str]) -> servers.Server:
+    if kind != "asyncio":
+        try:
+            return servers.start_nginx_sink(early=kind == "nginx-early")
+        except (OSError, RuntimeError) as exc:
+            skipped.append(f"{kind} sink ({exc}): used the asyncio sink")
+    return servers.start_script("sink.py", kind="asyncio-sink")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.monotonic()
+    skipped: list[str] = []
+    result: dict[str, Any] = {
+        "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "python -m benchmarks " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "smoke": args.smoke,
+    }
+    found, extra_versions = peers(args, skipped)
+    result["machine"] = report.machine(extra_versions)
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="aioims-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    own_workdir = args.workdir is None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    profile_dir = None
+    if args.profile:
+        profile_dir = str(out / "profiles")
+        os.makedirs(profile_dir, exist_ok=True)
+    try:
+        main_file = make_file(workdir / f"data-{args.size}.bin", args.size)
+        variants = suites.upload_variants(args.part_size, args.concurrency, found,
+                                          args.aioboto3_python)
+        if args.clients:
+            variants = [v for v in variants if v.name.startswith(tuple(args.clients))]
+        if "floors" in args.only:
+            log("floors: file read, hashes, idle loop")
+            result["floors"] = floors_mod.measure(main_file, args.size, args.runs,
+                                                  min(args.size, 256 * MiB))
+        if "sink" in args.only or "rss" in args.only:
+            sink = start_sink(args.sink, skipped)
+            result["sink"] = f"{sink.kind} {sink.version}".strip()
+            log(f"sink: {result['sink']} at {sink.url}")
+            try:
+                if "sink" in args.only:
+                    ceiling = suites.Variant("socket", "socket", {}, "ceiling")
+                    section = suites.upload_section(sink.url, main_file, args.size, args.runs,
+                                                     [*variants, ceiling], log, profile_dir)
+                    result.setdefault("upload", {})["sink"] = section
+                    result.setdefault("floors", {})["socket"] = section["clients"]["socket"]
+                if "rss" in args.only:
+                    files = {s: make_file(workdir / f"data-{s}.bin", s) for s in args.rss_sizes}
+                    rss_variants = [v for v in variants if v.name in ("aioims-default",
+                                                                      "aioims-tuned")]
+                    result["rss"] = suites.rss_section(sink.url, files, args.runs,
+                                                       rss_variants, log)
+            finally:
+                sink.stop()
+        if "moto" in args.only:
+            moto_file = make_file(workdir / f"data-{args.moto_size}.bin", args.moto_size)
+            moto_variants = variants
+            if args.smoke:
+                moto_variants = [v for v in variants if v.name in ("aioims-default",
+                                                                   "boto3-default")]
+            log("moto S3 server")
+            with servers.start_moto() as moto:
+                result.setdefault("upload", {})["moto"] = suites.upload_section(
+                    moto.url, moto_file, args.moto_size, args.runs, moto_variants, log)
+        if "e2e" in args.only:
+            one, many = (2 * MiB, MiB) if args.smoke else (256 * MiB, 16 * MiB)
+            count = 4 if args.smoke else 16
+            cases = [(1, make_file(workdir / f"data-{one}.bin", one), one),
+                     (count, make_file(workdir / f"data-{many}.bin", many), many)]
+            log("emulator: upload_image end to end")
+            with servers.start_emulator() as emulator:
+                result["e2e"] = suites.e2e_section(emulator.url, cases, args.runs, {}, log)
+        if "api" in args.only:
+            log("API overhead: fixed-response server")
+            with servers.start_script("apiserver.py", kind="api") as api:
+                result["api"] = suites.api_section(
+                    api.url, args.runs, 0.3 if args.smoke else 2.0,
+                    [1] if args.smoke else [1, 16], log)
+        if "imports" in args.only:
+            log("import time")
+            result["imports"] = imports_mod.measure(1 if args.smoke else 7)
+    finally:
+        if own_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    result["skipped"] = skipped
+    result["targets"] = evaluate(result)
+    result["elapsed_s"] = time.monotonic() - started
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    result = run(args)
+    out = Path(args.out)
+    (out / "latest.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+    markdown = report.render(result)
+    (out / "latest.md").write_text(markdown + "\n")
+    log("")
+    log(markdown)
+    if result["skipped"]:
+        log("skipped: " + "; ".join(result["skipped"]))
+    log(f"\nwrote {out / 'latest.md'} and {out / 'latest.json'} in {result['elapsed_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

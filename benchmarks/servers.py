@@ -1,0 +1,222 @@
+"""The servers of a benchmark run, each in its own process on loopback.
+
+* :func:`start_sink` — the zero-cost S3 sink: nginx with
+  ``nginx-s3-sink.conf`` when an nginx binary is found, else the asyncio
+  sink of :mod:`benchmarks.sink`;
+* :func:`start_moto` — moto's S3 server (the emulator's embedded S3,
+  :mod:`aioims.emulator.s3server`), with the benchmark bucket created;
+* :func:`start_script` — any of our scripts that print ``READY <url>``
+  (the fixed-response API server);
+* :func:`start_emulator` — ``python -m aioims.emulator --port 0``.
+
+Every handle has ``.url``, ``.kind`` and ``.stop()``; children get a stdin
+pipe and exit when it closes, so none outlives the harness.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+NGINX_CONF = HERE / "nginx-s3-sink.conf"
+BUCKET = "bench"
+ACCESS_KEY = "testing"
+SECRET_KEY = "testing"  # noqa: S105 - moto's dummy key
+REGION = "us-east-1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"server exited with status {process.returncode}") from None
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nothing listens on port {port} after {timeout} s") from None
+            time.sleep(0.02)
+
+
+class Server:
+    """A server child process."""
+
+    def __init__(
+        self,
+        kind: str,
+        url: str,
+        process: subprocess.Popen[bytes],
+        cleanup: str | None = None,
+        version: str = "",
+    ) -> None:
+        self.kind = kind
+        self.url = url
+        self.process = process
+        self.cleanup = cleanup
+        self.version = version
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> None:
+        proc = self.process
+        if proc.stdin is not None:
+            proc.stdin.close()
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        if self.cleanup:
+            shutil.rmtree(self.cleanup, ignore_errors=True)
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _read_ready(proc: subprocess.Popen[bytes], prefix: str, timeout: float) -> str:
+    """The URL of the first stdout line starting with ``prefix``."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    lines = []
+    while time.monotonic() < deadline:
+        raw = proc.stdout.readline()
+        if not raw:
+            break
+        line = raw.decode(errors="replace").strip()
+        lines.append(line)
+        if line.startswith(prefix):
+            return line[len(prefix) :].strip()
+    proc.kill()
+    proc.wait()
+    raise RuntimeError(f"server did not start: {lines[-5:]!r}")
+
+
+def _spawn(argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(  # noqa: S603 - our own interpreter and scripts
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=HERE.parent,
+    )
+
+
+def nginx_binary() -> str | None:
+    found = shutil.which("nginx")
+    if found:
+        return found
+    for candidate in ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def nginx_version(binary: str) -> str:
+    try:
+        out = subprocess.run(  # noqa: S603
+            [binary, "-v"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except OSError:
+        return ""
+    return (out.stderr or out.stdout).strip().rpartition("/")[2]
+
+
+def start_nginx(binary: str) -> Server:
+    workdir = tempfile.mkdtemp(prefix="aioims-bench-nginx-")
+    port = free_port()
+    conf = NGINX_CONF.read_text().replace("__DIR__", workdir).replace("__PORT__", str(port))
+    conf_path = Path(workdir) / "nginx.conf"
+    conf_path.write_text(conf)
+    proc = subprocess.Popen(  # noqa: S603
+        [binary, "-c", str(conf_path), "-p", workdir],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    server = Server("nginx", f"http://127.0.0.1:{port}", proc, workdir, nginx_version(binary))
+    try:
+        wait_port(port, 15, proc)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def start_script(script: str, *args: str, kind: str, timeout: float = 30.0) -> Server:
+    """Start ``python benchmarks/<script> --port 0 ...`` and wait for READY."""
+    proc = _spawn([sys.executable, str(HERE / script), "--port", "0", *args])
+    return Server(kind, _read_ready(proc, "READY ", timeout), proc)
+
+
+def start_sink(prefer_nginx: bool = True) -> Server:
+    """nginx when available (and wanted), else the asyncio sink."""
+    binary = nginx_binary() if prefer_nginx else None
+    if binary is not None:
+        try:
+            return start_nginx(binary)
+        except (OSError, RuntimeError) as exc:
+            print(f"  nginx did not start ({exc}); using the asyncio sink", file=sys.stderr)
+    return start_script("sink.py", kind="asyncio-sink")
+
+
+def create_bucket(url: str, bucket: str = BUCKET) -> None:
+    request = urllib.request.Request(f"{url}/{bucket}", method="PUT")  # noqa: S310
+    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
+        answer.read()
+
+
+def start_moto() -> Server:
+    from aioims.emulator.s3server import start_sync
+
+    handle = start_sync()
+    server = Server("moto", handle.url, handle.process)  # type: ignore[arg-type]
+    try:
+        create_bucket(server.url)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def start_emulator() -> Server:
+    env = dict(os.environ)
+    env.setdefault("PYTHONWARNINGS", "ignore")
+    proc = _spawn(
+        [
+            sys.executable,
+            "-m",
+            "aioims.emulator",
+            "--port",
+            "0",
+            "--exit-with-stdin",
+            "--log-level",
+            "WARNING",
+        ],
+        env=env,
+    )
+    return Server("emulator", _read_ready(proc, "IMS emulator ready at ", 90), proc)
