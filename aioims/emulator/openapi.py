@@ -249,14 +249,16 @@ SCHEMAS: dict[str, Schema] = {
         "message": string(description="the vendor's text, then the field or rule at fault"),
         "data": {"type": "null"},
     }, ENVELOPE_FIELDS),
-    "CreateImageRequest": obj({
+    "CreateImageFields": obj({
         **IMAGE_FIELDS, **OPTIONAL_CREATE,
         "imageType": enum(ImageType),
         "visibility": enum(Visibility, "public", "private", "market"),
         "usage": enum(Usage), "departmentId": ID_TEXT, "tenantId": TENANT_ID, "osVersion": TEXT,
-        "image": {"type": "object", "description": "the same fields, nested (table form)"},
-    }, (*COMMON_REQUIRED, "imageType", "visibility", "usage", "departmentId", "tenantId"),
-        description="flat (as in the vendor's example) or nested under `image`"),
+    }, (*COMMON_REQUIRED, "imageType", "visibility", "usage", "departmentId", "tenantId")),
+    "CreateImageRequest": {
+        "anyOf": [ref("CreateImageFields"), obj({"image": ref("CreateImageFields")}, ("image",))],
+        "description": "flat (as in the vendor's example) or nested under `image` (the table)",
+    },
     "UpdateImageRequest": obj({
         **IMAGE_FIELDS,
         "diskFormat": {**enum(DiskFormat), "description": "must equal the current one"},
