@@ -1,5 +1,7 @@
 """aioims: asyncio SDK for the CECSTACK Image Management Service (IMS) API v1."""
 
+from typing import TYPE_CHECKING, Any
+
 from ._protocol import PreparedRequest
 from ._transport import StreamResponse
 from ._version import __version__
@@ -57,6 +59,18 @@ from .models import (
 from .pagination import F, Filter
 from .session import IMSSession
 
+if TYPE_CHECKING:
+    from .uploader import Uploader
+
+
+def __getattr__(name: str) -> Any:
+    # The uploader pulls in aiobotocore: import it only when it is used.
+    if name == "Uploader":
+        from .uploader import Uploader
+
+        return Uploader
+    raise AttributeError(f"module 'aioims' has no attribute {name!r}")
+
 __all__ = [
     "ApiError",
     "Auth",
@@ -107,6 +121,7 @@ __all__ = [
     "UploadRejectedError",
     "UploadResult",
     "UploadTarget",
+    "Uploader",
     "Usage",
     "ValidationError",
     "Visibility",

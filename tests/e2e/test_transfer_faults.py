@@ -139,7 +139,9 @@ async def test_non_retryable_error_gets_one_retry(
     assert not uploads_left(boto3_s3, bucket)
 
 
-async def test_failing_create_is_typed(front: S3Front, bucket: str, image: tuple[Path, bytes]) -> None:
+async def test_failing_create_is_typed(
+    front: S3Front, bucket: str, image: tuple[Path, bytes]
+) -> None:
     path, _ = image
     front.faults.add(FaultRule(operation="CreateMultipartUpload", status=500, times=None))
     config = TransferConfig(part_size=5 * MiB, max_attempts_per_part=2, backoff_base=0.01)

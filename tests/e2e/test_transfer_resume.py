@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import stat
-import subprocess
 import sys
 import textwrap
 import uuid
@@ -65,7 +64,9 @@ def stored_md5(boto3_s3: Any, bucket: str, key: str) -> str:
 
 
 def uploads_left(boto3_s3: Any, bucket: str) -> list[str]:
-    return [u["UploadId"] for u in boto3_s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
+    return [
+        u["UploadId"] for u in boto3_s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    ]
 
 
 async def cancel_after(

@@ -124,9 +124,7 @@ async def test_without_md5_and_content_md5(
     assert stored(boto3_s3, target) == data
 
 
-async def test_event_stream_consumed_concurrently(
-    s3_url: str, bucket: str, tmp_path: Path
-) -> None:
+async def test_event_stream_consumed_concurrently(s3_url: str, bucket: str, tmp_path: Path) -> None:
     write_random(tmp_path / "disk.img", 16 * MiB)
     target = make_target(s3_url, bucket)
     stream = EventStream(max_buffer=2)
@@ -217,7 +215,7 @@ async def test_upload_stream_reader_and_small(s3_url: str, bucket: str, boto3_s3
 async def test_upload_fileobj(s3_url: str, bucket: str, boto3_s3: Any, tmp_path: Path) -> None:
     data = write_random(tmp_path / "disk.img", 12 * MiB)
     target = make_target(s3_url, bucket)
-    with open(tmp_path / "disk.img", "rb") as f:  # noqa: ASYNC230 - the point of the test
+    with open(tmp_path / "disk.img", "rb") as f:
         f.seek(1000)
         result = await upload_fileobj(target, f, config=FAST)
     assert result.size == len(data) - 1000
@@ -251,3 +249,44 @@ async def test_stream_source_error_propagates_and_aborts(
     with pytest.raises(ConnectionResetError):
         await upload_stream(target, broken(), size=20 * MiB, config=FAST)
     assert no_uploads_left(boto3_s3, bucket)
+
+
+class _CountingLimiter:
+    """A shared part budget (like the migration's FairPartLimiter)."""
+
+    def __init__(self, limit: int) -> None:
+        self.semaphore = anyio.Semaphore(limit)
+        self.in_use = 0
+        self.max_in_use = 0
+        self.owners: set[object] = set()
+
+    async def acquire(self, owner: object, nbytes: int) -> None:
+        await self.semaphore.acquire()
+        self.owners.add(owner)
+        self.in_use += 1
+        self.max_in_use = max(self.max_in_use, self.in_use)
+
+    def release(self, owner: object) -> None:
+        self.in_use -= 1
+        self.semaphore.release()
+
+
+async def test_shared_part_limiter(s3_url: str, bucket: str, boto3_s3: Any, tmp_path: Path) -> None:
+    data = write_random(tmp_path / "disk.img", 21 * MiB)
+    limiter = _CountingLimiter(3)
+    config = TransferConfig(part_size=5 * MiB, max_concurrency=4, part_limiter=limiter)
+    targets = [make_target(s3_url, bucket) for _ in range(3)]
+    async with anyio.create_task_group() as tg:
+        for target in targets[:2]:
+            tg.start_soon(lambda t=target: upload_file(t, tmp_path / "disk.img", config=config))
+        tg.start_soon(
+            lambda: upload_stream(targets[2], _chunks(data, 1 << 20), size=len(data), config=config)
+        )
+    assert 1 < limiter.max_in_use <= 3 and limiter.in_use == 0
+    assert len(limiter.owners) == 3
+    for target in targets:
+        assert stored(boto3_s3, target) == data
+    # A failing transfer gives its slots back too.
+    with pytest.raises(SourceChangedError):
+        await upload_stream(targets[0], _chunks(data, 1 << 20), size=len(data) + 1, config=config)
+    assert limiter.in_use == 0

@@ -231,7 +231,9 @@ def test_client_kwargs() -> None:
     )
     assert client_kwargs(with_token, TransferConfig())["aws_session_token"] == "TOK"
     assert client_kwargs(target, TransferConfig(ca_bundle="/ca.pem"))["verify"] == "/ca.pem"
-    assert client_kwargs(target, TransferConfig(verify_ssl=False, ca_bundle="/x"))["verify"] is False
+    assert (
+        client_kwargs(target, TransferConfig(verify_ssl=False, ca_bundle="/x"))["verify"] is False
+    )
 
 
 def test_multipart_etag() -> None:
