@@ -10,6 +10,7 @@
     share / unshare / shares                share an image with users
     shared list|delete|copy                 images shared with you
     import / export / buckets               import from a URL, export to OSS
+    migrate MANIFEST                        bulk, resumable migration of many images
     emulator                                run the local emulator
     demo                                    end-to-end demo on an embedded emulator
     config                                  show the resolved configuration
@@ -27,6 +28,7 @@ from .context import State, get_state, global_options
 from .demo import demo
 from .emulator_cmd import emulator
 from .images import images
+from .migrate import migrate
 from .misc import buckets, export_cmd, import_cmd
 from .shares import share, shared, shares, unshare
 from .transfer import download, upload
@@ -71,7 +73,7 @@ def _snake(name: str) -> str:
 
 
 for command in (images, upload, download, share, unshare, shares, shared, import_cmd,
-                export_cmd, buckets, emulator, demo):
+                export_cmd, buckets, emulator, demo, migrate):
     cli.add_command(command)
 
 

@@ -19,7 +19,7 @@ import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 import anyio
 import attrs
@@ -180,10 +180,8 @@ class FairPartLimiter:
         queue = self._waiting.get(waiter.owner)
         if queue is None:
             return
-        try:
+        with suppress(ValueError):
             queue.remove(waiter)
-        except ValueError:
-            pass
         if not queue:
             del self._waiting[waiter.owner]
 
@@ -210,15 +208,30 @@ class ImageLimiter:
         self.in_use = 0
         self.max_in_use = 0
 
+    async def acquire(self, *, counted: bool = True) -> None:
+        """Take a slot; ``counted=False`` takes it before knowing whether
+        there is an image to give it to (then :meth:`count` or
+        ``release(counted=False)``)."""
+        await self._semaphore.acquire()
+        if counted:
+            self.count()
+
+    def count(self) -> None:
+        self.in_use += 1
+        self.max_in_use = max(self.max_in_use, self.in_use)
+
+    def release(self, *, counted: bool = True) -> None:
+        if counted:
+            self.in_use -= 1
+        self._semaphore.release()
+
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        async with self._semaphore:
-            self.in_use += 1
-            self.max_in_use = max(self.max_in_use, self.in_use)
-            try:
-                yield
-            finally:
-                self.in_use -= 1
+        await self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
 
 
 def parse_rate(text: str | float | int | None) -> float | None:

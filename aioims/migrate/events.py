@@ -179,7 +179,9 @@ class MigrationEvents:
         self._wakeup.set()
 
     def cancel(self) -> None:
-        """Stop the migration (as leaving the ``async with`` block does)."""
+        """Stop the migration (as leaving the ``async with`` block does); the
+        events then end (without :class:`MigrationFinished`) and
+        :attr:`report` says ``cancelled``."""
         if self._stopper is not None:
             self._stopper()
 

@@ -26,8 +26,6 @@ S3 credentials, no URL query strings (sources are kept as a fingerprint).
 from __future__ import annotations
 
 import os
-import secrets
-import socket
 import sqlite3
 import threading
 import time
@@ -39,81 +37,31 @@ import anyio
 import anyio.to_thread
 import attrs
 
+from ._sqlite import SCHEMA_VERSION, create_schema, default_owner, immediate, owner_dead
 from .manifest import Entry
 
-__all__ = ["STAGES", "TERMINAL", "EntryState", "Ledger", "LeaseLost", "default_owner"]
+__all__ = ["STAGES", "TERMINAL", "EntryState", "LeaseLost", "Ledger", "default_owner"]
 
 T = TypeVar("T")
+_PAGE = 256
 
 STAGES = (
     "pending", "creating", "created", "prepared", "uploading", "done-sent", "active",
     "verified", "failed",
 )  # fmt: skip
 TERMINAL = frozenset({"verified", "failed"})
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS entries (
-    entry_id TEXT PRIMARY KEY,
-    position INTEGER NOT NULL DEFAULT 0,
-    name TEXT,
-    kind TEXT NOT NULL,
-    source TEXT,
-    fingerprint TEXT,
-    stage TEXT NOT NULL DEFAULT 'pending',
-    resume_stage TEXT,
-    image_id TEXT,
-    upload_id TEXT,
-    checkpoint TEXT,
-    size INTEGER,
-    md5 TEXT,
-    expected_md5 TEXT,
-    verified INTEGER NOT NULL DEFAULT 0,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    error_code TEXT,
-    error_message TEXT,
-    request_id TEXT,
-    error_stage TEXT,
-    owner TEXT,
-    lease_until REAL,
-    create_sent_at REAL,
-    started_at REAL,
-    finished_at REAL,
-    duration REAL NOT NULL DEFAULT 0,
-    transfer_seconds REAL NOT NULL DEFAULT 0,
-    bytes_sent INTEGER NOT NULL DEFAULT 0,
-    updated_at REAL
-);
-CREATE INDEX IF NOT EXISTS entries_stage ON entries (stage, position);
-CREATE TABLE IF NOT EXISTS parts (
-    entry_id TEXT NOT NULL,
-    part_number INTEGER NOT NULL,
-    size INTEGER NOT NULL,
-    run_id TEXT NOT NULL,
-    at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS parts_entry ON parts (entry_id);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY,
-    owner TEXT NOT NULL,
-    started_at REAL NOT NULL,
-    finished_at REAL,
-    status TEXT
-);
-"""
 
 #: Columns an update may set.
 _COLUMNS = frozenset(
     {
         "name", "stage", "resume_stage", "image_id", "upload_id", "checkpoint", "size", "md5",
         "expected_md5", "verified", "attempts", "error_code", "error_message", "request_id",
-        "error_stage", "create_sent_at", "started_at", "finished_at", "bytes_sent",
+        "error_stage", "create_sent_at", "started_at", "finished_at",
     }
 )  # fmt: skip
 
 
-class LeaseLost(Exception):  # noqa: N818 - a condition, not a failure of ours
+class LeaseLost(Exception):
     """Another worker took the entry over (our lease had expired)."""
 
 
@@ -157,29 +105,6 @@ class EntryState:
 
 
 _FIELDS = [a.name for a in attrs.fields(EntryState)]
-
-
-def default_owner() -> str:
-    """``host:pid:random`` — unique per process, and tells whether it is alive."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
-def _owner_dead(owner: str) -> bool:
-    """True when ``owner`` is a process of this host that no longer runs."""
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # PermissionError: alive, another user's
-        return False
-    return False
 
 
 class Ledger:
@@ -229,8 +154,8 @@ class Ledger:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
-            with _immediate(db):
-                _create_schema(db)
+            with immediate(db):
+                create_schema(db)
                 db.execute(
                     "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)",
                     (str(SCHEMA_VERSION),),
@@ -274,7 +199,7 @@ class Ledger:
         ]
 
         def sync(db: sqlite3.Connection) -> None:
-            with _immediate(db):
+            with immediate(db):
                 db.executemany(
                     "INSERT INTO entries (entry_id, position, name, kind, source, fingerprint,"
                     " expected_md5, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -314,32 +239,38 @@ class Ledger:
 
         def claim(db: sqlite3.Connection) -> EntryState | None:
             now = time.time()
-            with _immediate(db):
-                rows = db.execute(
-                    "SELECT * FROM entries WHERE stage NOT IN ('verified', 'failed')"
-                    " ORDER BY position, entry_id"
-                ).fetchall()
-                for row in rows:
-                    if row["entry_id"] not in wanted:
-                        continue
-                    holder = row["owner"]
-                    free = (
-                        holder is None
-                        or holder == owner
-                        or (row["lease_until"] or 0) < now
-                        or _owner_dead(holder)
-                    )
-                    if not free:
-                        continue
-                    db.execute(
-                        "UPDATE entries SET owner = ?, lease_until = ?, updated_at = ?"
-                        " WHERE entry_id = ?",
-                        (owner, now + lease, now, row["entry_id"]),
-                    )
-                    state = _state(row)
-                    state.owner, state.lease_until = owner, now + lease
-                    return state
-            return None
+            dead: dict[str, bool] = {}
+            with immediate(db):
+                # Page through the unfinished rows in manifest order: the first
+                # claimable one comes after the few in flight, whatever the size.
+                offset = 0
+                while True:
+                    rows = db.execute(
+                        "SELECT * FROM entries WHERE stage NOT IN ('verified', 'failed')"
+                        " ORDER BY position, entry_id LIMIT ? OFFSET ?",
+                        (_PAGE, offset),
+                    ).fetchall()
+                    for row in rows:
+                        if row["entry_id"] not in wanted:
+                            continue
+                        holder = row["owner"]
+                        if holder is not None and holder != owner and (
+                                row["lease_until"] or 0) >= now:  # fmt: skip
+                            if holder not in dead:
+                                dead[holder] = owner_dead(holder)
+                            if not dead[holder]:
+                                continue
+                        db.execute(
+                            "UPDATE entries SET owner = ?, lease_until = ?, updated_at = ?"
+                            " WHERE entry_id = ?",
+                            (owner, now + lease, now, row["entry_id"]),
+                        )
+                        state = _state(row)
+                        state.owner, state.lease_until = owner, now + lease
+                        return state
+                    if len(rows) < _PAGE:
+                        return None
+                    offset += _PAGE
 
         return await self._run(claim)
 
@@ -353,7 +284,7 @@ class Ledger:
             if not s.terminal
             and s.owner not in (None, self.owner)
             and (s.lease_until or 0) >= now
-            and not _owner_dead(s.owner or "")
+            and not owner_dead(s.owner or "")
         ]
 
     async def heartbeat(self, ids: Iterable[str]) -> set[str]:
@@ -364,7 +295,7 @@ class Ledger:
         def beat(db: sqlite3.Connection) -> set[str]:
             now = time.time()
             lost = set()
-            with _immediate(db):
+            with immediate(db):
                 for entry_id in wanted:
                     cursor = db.execute(
                         "UPDATE entries SET lease_until = ? WHERE entry_id = ? AND owner = ?",
@@ -382,11 +313,13 @@ class Ledger:
         *,
         add_duration: float = 0.0,
         add_transfer: float = 0.0,
+        add_bytes: int = 0,
         release: bool = False,
         **fields: Any,
     ) -> None:
         """Set ``fields`` on an entry we own (raises :class:`LeaseLost`
-        otherwise); ``release`` gives the entry up (clears the owner)."""
+        otherwise); ``add_*`` add to the time and byte counters; ``release``
+        gives the entry up (clears the owner)."""
         unknown = set(fields) - _COLUMNS
         if unknown:
             raise ValueError(f"unknown ledger column(s): {', '.join(sorted(unknown))}")
@@ -397,14 +330,14 @@ class Ledger:
             sets = [f"{name} = ?" for name in fields]
             values: list[Any] = [int(v) if isinstance(v, bool) else v for v in fields.values()]
             sets += ["duration = duration + ?", "transfer_seconds = transfer_seconds + ?",
-                     "updated_at = ?"]  # fmt: skip
-            values += [add_duration, add_transfer, now]
+                     "bytes_sent = bytes_sent + ?", "updated_at = ?"]  # fmt: skip
+            values += [add_duration, add_transfer, add_bytes, now]
             if release:
                 sets += ["owner = NULL", "lease_until = NULL"]
             else:
                 sets.append("lease_until = ?")
                 values.append(now + self.lease)
-            with _immediate(db):
+            with immediate(db):
                 cursor = db.execute(
                     f"UPDATE entries SET {', '.join(sets)} WHERE entry_id = ? AND owner = ?",  # noqa: S608 - column names from _COLUMNS
                     (*values, entry_id, owner),
@@ -421,7 +354,7 @@ class Ledger:
 
         def reset(db: sqlite3.Connection) -> int:
             count = 0
-            with _immediate(db):
+            with immediate(db):
                 for entry_id in wanted:
                     cursor = db.execute(
                         "UPDATE entries SET stage = COALESCE(resume_stage, 'pending'),"
@@ -443,7 +376,7 @@ class Ledger:
         rows = [(e, n, s, run_id, time.time()) for e, n, s in parts]
 
         def log(db: sqlite3.Connection) -> None:
-            with _immediate(db):
+            with immediate(db):
                 db.executemany(
                     "INSERT INTO parts (entry_id, part_number, size, run_id, at)"
                     " VALUES (?, ?, ?, ?, ?)",
@@ -468,7 +401,7 @@ class Ledger:
 
     async def start_run(self, run_id: str) -> None:
         def start(db: sqlite3.Connection) -> None:
-            with _immediate(db):
+            with immediate(db):
                 db.execute(
                     "INSERT INTO runs (run_id, owner, started_at, status) VALUES (?, ?, ?, ?)",
                     (run_id, self.owner, time.time(), "running"),
@@ -478,7 +411,7 @@ class Ledger:
 
     async def finish_run(self, run_id: str, status: str) -> None:
         def finish(db: sqlite3.Connection) -> None:
-            with _immediate(db):
+            with immediate(db):
                 db.execute(
                     "UPDATE runs SET finished_at = ?, status = ? WHERE run_id = ?",
                     (time.time(), status, run_id),
@@ -491,28 +424,6 @@ class Ledger:
 
         with anyio.CancelScope(shield=True):
             await self._run(finish)
-
-
-class _immediate:  # noqa: N801 - used like a function
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error)."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            self.db.execute("COMMIT")
-        else:
-            self.db.execute("ROLLBACK")
-
-
-def _create_schema(db: sqlite3.Connection) -> None:
-    for statement in _SCHEMA.split(";"):
-        if statement.strip():
-            db.execute(statement)
 
 
 def _state(row: sqlite3.Row) -> EntryState:

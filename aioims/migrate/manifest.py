@@ -8,9 +8,9 @@ mapping; both raise :class:`ManifestError` naming the entry and the field.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,17 +18,17 @@ from typing import Any
 import attrs
 
 from ..errors import ValidationError
-from ..models import BootMode, CpuArch, DiskFormat, ImageType, Instruction, OsType, Platform, Usage
-from ..models import Visibility as VisibilityEnum
-from ..validation import (
-    check_description,
-    check_enum,
-    check_name,
-    check_non_negative,
-    check_tags,
-    check_volume_images,
+from ..validation import check_name
+from ._fields import (
+    ID_RE,
+    MD5_RE,
+    SOURCE_KINDS,
+    ManifestError,
+    check_metadata,
+    keys,
+    parse_options,
+    source_of,
 )
-from .budget import parse_rate, parse_size
 
 __all__ = [
     "SOURCE_KINDS",
@@ -39,8 +39,6 @@ __all__ = [
     "load_manifest",
     "parse_manifest",
 ]
-
-SOURCE_KINDS = ("file", "url", "ims", "shared")
 
 #: create_private_image / import_image metadata accepted in entries and defaults.
 METADATA_FIELDS = (
@@ -61,32 +59,9 @@ REQUIRED_IMPORT = (
 )  # fmt: skip
 REQUIRED_COPY = ("department_id", "tenant_id")
 
-_ENUMS: dict[str, Any] = {
-    "disk_format": DiskFormat, "image_type": ImageType, "instruction": Instruction,
-    "cpu_arch": CpuArch, "os_type": OsType, "platform": Platform, "usage": Usage,
-    "boot_mode": BootMode, "visibility": VisibilityEnum,
-}  # fmt: skip
 _ENTRY_KEYS = {"id", "name", "md5", "verify", "retry", *SOURCE_KINDS, *METADATA_FIELDS}
 _TOP_KEYS = {"version", "target", "sources", "defaults", "options", "images"}
 _ACCOUNT_KEYS = {"endpoint", "region", "token", "token_env", "ca_bundle", "insecure", "timeout"}
-_OPTION_KEYS = {
-    "images", "parts", "bandwidth", "part_size", "per_image_parts", "attempts",
-    "retry_delay", "wait_timeout", "poll_interval",
-}  # fmt: skip
-_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
-_MD5_RE = re.compile(r"[0-9a-f]{32}")
-
-
-class ManifestError(ValidationError):
-    """The manifest is invalid; ``entry`` names the image entry (its id or
-    ``images[i]``) and ``field`` the field at fault."""
-
-    def __init__(self, message: str, *, entry: str | None = None, field: str | None = None):
-        where = ": ".join(p for p in (entry, field) if p)
-        super().__init__(f"{where}: {message}" if where else message, field=field)
-        self.entry = entry
-
-
 @attrs.frozen(kw_only=True)
 class SourceAccount:
     """Another IMS account/region to read images from.  The token is read
@@ -143,6 +118,10 @@ class Entry:
             return "url:" + str(self.source).split("?", 1)[0]
         if self.kind == "ims":
             return f"ims:{self.source['source']}/{self.source['image_id']}"
+        if self.kind == "shared":
+            if "share_id" in self.source:
+                return f"shared:{self.source['share_id']}"
+            return f"shared:image={self.source['image_id']}"
         return f"{self.kind}:{self.source}"
 
     def fingerprint(self) -> str:
@@ -204,7 +183,7 @@ def _decode(text: str, file: Path) -> Any:
         except ValueError as exc:
             raise ManifestError(f"{file}: not valid JSON: {exc}") from None
     try:
-        import yaml
+        yaml: Any = importlib.import_module("yaml")
     except ImportError:
         try:
             return json.loads(text)
@@ -219,40 +198,21 @@ def _decode(text: str, file: Path) -> Any:
         raise ManifestError(f"{file}: not valid YAML: {exc}") from None
 
 
-def _snake(key: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", key).lower()
-
-
-def _keys(raw: Mapping[Any, Any], allowed: set[str], where: str | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        if not isinstance(key, str):
-            raise ManifestError(f"keys must be strings, got {key!r}", entry=where)
-        name = _snake(key)
-        if name not in allowed:
-            hint = ", ".join(sorted(allowed))
-            raise ManifestError(f"unknown field (known: {hint})", entry=where, field=key)
-        if name in out:
-            raise ManifestError("given twice (camelCase and snake_case?)", entry=where, field=key)
-        out[name] = value
-    return out
-
-
 def parse_manifest(data: Any, *, path: Path | None = None) -> Manifest:
     """Validate a decoded manifest (a mapping with ``images``)."""
     if not isinstance(data, Mapping):
         raise ManifestError("the manifest must be a mapping with an 'images' list")
-    top = _keys(data, _TOP_KEYS, None)
+    top = keys(data, _TOP_KEYS, None)
     version = top.get("version", 1)
     if version != 1:
         raise ManifestError(f"unsupported version {version!r} (only 1)", field="version")
     sources = _parse_sources(top.get("sources") or {})
     target = _parse_account("target", top.get("target") or {}, partial=True)
-    options = _parse_options(top.get("options") or {})
+    options = parse_options(top.get("options") or {})
     defaults_raw = top.get("defaults") or {}
     if not isinstance(defaults_raw, Mapping):
         raise ManifestError("must be a mapping of metadata fields", field="defaults")
-    defaults = _metadata(_keys(defaults_raw, set(METADATA_FIELDS), "defaults"), "defaults")
+    defaults = check_metadata(keys(defaults_raw, set(METADATA_FIELDS), "defaults"), "defaults")
     images = top.get("images")
     if not isinstance(images, list) or not images:
         raise ManifestError("must be a non-empty list of images", field="images")
@@ -287,7 +247,7 @@ def _parse_account(name: str, raw: Any, *, partial: bool) -> dict[str, Any]:
     where = name if partial else f"sources.{name}"
     if not isinstance(raw, Mapping):
         raise ManifestError("must be a mapping (endpoint, region, token_env)", entry=where)
-    account = _keys(raw, _ACCOUNT_KEYS, where)
+    account = keys(raw, _ACCOUNT_KEYS, where)
     for key in ("endpoint", "region", "token", "token_env", "ca_bundle"):
         value = account.get(key)
         if value is not None and (not isinstance(value, str) or not value):
@@ -308,101 +268,11 @@ def _parse_sources(raw: Any) -> dict[str, SourceAccount]:
         raise ManifestError("must be a mapping of account name -> account", field="sources")
     out = {}
     for name, spec in raw.items():
-        if not isinstance(name, str) or not _ID_RE.fullmatch(name):
+        if not isinstance(name, str) or not ID_RE.fullmatch(name):
             raise ManifestError(f"invalid account name {name!r}", field="sources")
         account = _parse_account(name, spec, partial=False)
         out[name] = SourceAccount(name=name, **account)
     return out
-
-
-def _parse_options(raw: Any) -> dict[str, Any]:
-    if not isinstance(raw, Mapping):
-        raise ManifestError("must be a mapping", field="options")
-    options = _keys(raw, _OPTION_KEYS, "options")
-    try:
-        if "bandwidth" in options:
-            options["bandwidth"] = parse_rate(options["bandwidth"])
-        if "part_size" in options:
-            options["part_size"] = parse_size(options["part_size"])
-    except ValueError as exc:
-        raise ManifestError(str(exc), entry="options") from None
-    for key in ("images", "parts", "per_image_parts", "attempts"):
-        value = options.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 1):  # fmt: skip
-            raise ManifestError("must be a positive integer", entry="options", field=key)
-    for key in ("retry_delay", "wait_timeout", "poll_interval"):
-        value = options.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                  or value < 0):  # fmt: skip
-            raise ManifestError("must be a number >= 0", entry="options", field=key)
-    return options
-
-
-def _metadata(raw: dict[str, Any], where: str) -> dict[str, Any]:
-    """Check metadata values (client-side rules of the SDK); returns them."""
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        try:
-            if key in _ENUMS:
-                check_enum(_ENUMS[key], value, key)
-            elif key in ("min_disk", "min_ram"):
-                check_non_negative(value, key)
-            elif key == "description":
-                check_description(value)
-            elif key == "image_tags":
-                check_tags(value)
-            elif key == "volume_images":
-                check_volume_images(value)
-            elif not isinstance(value, str):
-                raise ValidationError(f"{key}: must be a string", field=key)
-        except ValidationError as exc:
-            message = exc.message.split(": ", 1)[-1]
-            raise ManifestError(message, entry=where, field=key) from None
-        out[key] = value
-    return out
-
-
-def _source_of(raw: dict[str, Any], where: str, sources: Mapping[str, SourceAccount],
-               base: Path) -> tuple[str, Any]:  # fmt: skip
-    given = [kind for kind in SOURCE_KINDS if kind in raw]
-    if len(given) != 1:
-        what = "none" if not given else ", ".join(given)
-        raise ManifestError(
-            f"give exactly one source (file, url, ims or shared); got {what}", entry=where
-        )
-    kind = given[0]
-    value = raw[kind]
-    if kind == "file":
-        if not isinstance(value, str) or not value:
-            raise ManifestError("must be a file path", entry=where, field="file")
-        file = Path(os.path.expanduser(value))
-        return kind, str(file if file.is_absolute() else (base / file))
-    if kind == "url":
-        if not isinstance(value, str) or not re.match(r"https?://[^/\s]+", value):
-            raise ManifestError("must be an http(s) URL", entry=where, field="url")
-        return kind, value
-    if kind == "shared":
-        if isinstance(value, Mapping):
-            spec = _keys(value, {"share_id", "image_id"}, where)
-            if len(spec) != 1 or not all(isinstance(v, str) and v for v in spec.values()):
-                raise ManifestError("give share_id or image_id", entry=where, field="shared")
-            return kind, dict(spec)
-        if not isinstance(value, str) or not value:
-            raise ManifestError("must be a share id (or {image_id: ...})", entry=where,
-                                field="shared")  # fmt: skip
-        return kind, {"share_id": value}
-    if not isinstance(value, Mapping):
-        raise ManifestError("must be {source: ACCOUNT, image_id: ID}", entry=where, field="ims")
-    spec = _keys(value, {"source", "image_id"}, where)
-    account, image_id = spec.get("source"), spec.get("image_id")
-    if not isinstance(account, str) or account not in sources:
-        known = ", ".join(sources) or "none defined"
-        raise ManifestError(f"unknown source account {account!r} (sources: {known})",
-                            entry=where, field="ims.source")  # fmt: skip
-    if not isinstance(image_id, str) or not image_id:
-        raise ManifestError("must be an image id", entry=where, field="ims.image_id")
-    return kind, {"source": account, "image_id": image_id}
 
 
 def _parse_entry(index: int, raw: Any, defaults: dict[str, Any],
@@ -411,14 +281,17 @@ def _parse_entry(index: int, raw: Any, defaults: dict[str, Any],
     where = f"images[{index}]"
     if not isinstance(raw, Mapping):
         raise ManifestError("must be a mapping", entry=where)
-    fields = _keys(raw, _ENTRY_KEYS, where)
+    given_id = raw.get("id")
+    if isinstance(given_id, str) and ID_RE.fullmatch(given_id):
+        where = given_id
+    fields = keys(raw, _ENTRY_KEYS, where)
     entry_id = fields.get("id")
     if entry_id is not None:
-        if not isinstance(entry_id, str) or not _ID_RE.fullmatch(entry_id):
+        if not isinstance(entry_id, str) or not ID_RE.fullmatch(entry_id):
             raise ManifestError("must be 1-128 letters, digits, '.', '_', ':', '-'",
                                 entry=where, field="id")  # fmt: skip
         where = entry_id
-    kind, source = _source_of(fields, where, sources, base)
+    kind, source = source_of(fields, where, sources, base)
     name = fields.get("name")
     if name is not None:
         try:
@@ -428,7 +301,7 @@ def _parse_entry(index: int, raw: Any, defaults: dict[str, Any],
                                 field="name") from None  # fmt: skip
     elif kind in ("file", "url"):
         raise ManifestError("is required for file and url sources", entry=where, field="name")
-    own = _metadata({k: v for k, v in fields.items() if k in METADATA_FIELDS}, where)
+    own = check_metadata({k: v for k, v in fields.items() if k in METADATA_FIELDS}, where)
     metadata = {**defaults, **own}
     required = {"file": REQUIRED_CREATE, "url": REQUIRED_IMPORT, "shared": REQUIRED_COPY}
     for key in required.get(kind, ()):
@@ -436,7 +309,7 @@ def _parse_entry(index: int, raw: Any, defaults: dict[str, Any],
             raise ManifestError("is required (in the entry or in defaults)", entry=where,
                                 field=key)  # fmt: skip
     md5 = fields.get("md5")
-    if md5 is not None and (not isinstance(md5, str) or not _MD5_RE.fullmatch(md5.lower())):
+    if md5 is not None and (not isinstance(md5, str) or not MD5_RE.fullmatch(md5.lower())):
         raise ManifestError("must be 32 hex digits", entry=where, field="md5")
     verify = fields.get("verify", True)
     if not isinstance(verify, bool):
@@ -448,7 +321,7 @@ def _parse_entry(index: int, raw: Any, defaults: dict[str, Any],
         if not isinstance(retry, Mapping):
             raise ManifestError("must be {attempts: N, delay: SECONDS}", entry=where,
                                 field="retry")  # fmt: skip
-        spec = _keys(retry, {"attempts", "delay"}, where)
+        spec = keys(retry, {"attempts", "delay"}, where)
         attempts = spec.get("attempts", attempts)
         delay = spec.get("delay", delay)
         if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
