@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 REGION = "region-bench"
-TOKEN = "Bearer token-alice"  # noqa: S105 - the emulator's fixed test token
+TOKEN = "Bearer token-alice"
 IMAGE_ID = "img-kvvfk28fcjc0mt"
 WARMUP = 50
 
@@ -58,9 +58,7 @@ async def _drive(
 async def _sdk(spec: dict[str, Any]) -> dict[str, float]:
     from aioims import HeaderAuth, IMSSession
 
-    async with IMSSession(
-        spec["url"], REGION, auth=HeaderAuth({"Authorization": TOKEN})
-    ) as ims:
+    async with IMSSession(spec["url"], REGION, auth=HeaderAuth({"Authorization": TOKEN})) as ims:
         if spec["op"] == "get_image":
 
             async def call() -> Any:

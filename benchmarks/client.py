@@ -98,24 +98,30 @@ class Ticker:
     ``late`` is the raw lateness; ``own`` subtracts the time the loop thread
     sat in the CPU run queue meanwhile (other processes on a shared machine),
     leaving what the process itself caused: work on the loop or waiting for
-    the GIL.
+    the GIL (whose holder may itself be waiting for a CPU); ``cpu`` is the
+    CPU time the loop thread used during the tick (work done on the loop).
+    While it runs, every callback the loop runs is timed too (CPU time of
+    the longest single one: a blocking call or long copy on the loop).
     """
 
     def __init__(self, interval: float = 0.001) -> None:
         self.interval = interval
         self.late: list[float] = []
         self.own: list[float] = []
+        self.cpu: list[float] = []
         self._task: asyncio.Task[None] | None = None
 
     async def _run(self) -> None:
         clock, interval = time.perf_counter, self.interval
         waited = _schedstat_reader()
         queue = waited() if waited is not None else 0.0
+        thread_time = time.thread_time
         while True:
-            start = clock()
+            start, cpu = clock(), thread_time()
             await asyncio.sleep(interval)
             late = clock() - start - interval
             self.late.append(late)
+            self.cpu.append(thread_time() - cpu)
             if waited is not None:
                 now = waited()
                 self.own.append(max(0.0, late - (now - queue)))
@@ -123,9 +129,22 @@ class Ticker:
 
     def __enter__(self) -> Ticker:
         self._task = asyncio.get_running_loop().create_task(self._run())
+        self._worst_callback = 0.0
+        original = self._original = asyncio.events.Handle._run
+        thread_time = time.thread_time
+
+        def timed_run(handle: asyncio.Handle) -> None:
+            start = thread_time()
+            original(handle)
+            spent = thread_time() - start
+            if spent > self._worst_callback:
+                self._worst_callback = spent
+
+        asyncio.events.Handle._run = timed_run  # type: ignore[method-assign]
         return self
 
     def __exit__(self, *exc: object) -> None:
+        asyncio.events.Handle._run = self._original  # type: ignore[method-assign]
         if self._task is not None:
             self._task.cancel()
 
@@ -136,6 +155,9 @@ class Ticker:
             "stall_p99_ms": percentile(self.late, 0.99) * 1000,
             "stall_own_max_ms": max(own, default=0.0) * 1000,
             "stall_own_p99_ms": percentile(own, 0.99) * 1000,
+            "stall_cpu_max_ms": max(self.cpu, default=0.0) * 1000,
+            "stall_cpu_p99_ms": percentile(self.cpu, 0.99) * 1000,
+            "worst_callback_cpu_ms": self._worst_callback * 1000,
             "stall_ticks": len(self.late),
         }
 
@@ -324,10 +346,13 @@ def run_s5cmd(spec: dict[str, Any], meter: Meter, tmp: str) -> dict[str, Any]:
     url = f"s3://{spec['bucket']}/{spec['key']}"
     argv = [binary, "--endpoint-url", spec["url"], "cp", *options, spec["file"], url]
     with meter:
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)  # noqa: S603
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     if done.returncode:
         raise RuntimeError(f"s5cmd failed ({done.returncode}): {done.stderr.strip()[-400:]}")
-    return {**shape, "rss_children_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+    return {
+        **shape,
+        "rss_children_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+    }
 
 
 def run_socket(spec: dict[str, Any], meter: Meter, tmp: str) -> dict[str, Any]:
@@ -358,6 +383,8 @@ SYNC_CLIENTS = {"boto3": run_boto3, "s5cmd": run_s5cmd, "socket": run_socket}
 
 def run(spec: dict[str, Any]) -> dict[str, Any]:
     name = spec["client"]
+    if spec.get("patches"):
+        __import__("experiments").apply(spec["patches"])
     meter = Meter()
     with tempfile.TemporaryDirectory(prefix="aioims-bench-client-") as tmp:
         if name in ("api", "e2e"):

@@ -58,7 +58,7 @@ def _version(name: str) -> str | None:
 def version_in(python: str, name: str) -> str | None:
     code = f"import importlib.metadata as m; print(m.version({name!r}))"
     try:
-        done = subprocess.run(  # noqa: S603
+        done = subprocess.run(
             [python, "-c", code], capture_output=True, text=True, timeout=30, check=False
         )
     except OSError:
@@ -104,7 +104,7 @@ def ratio(value: float | None) -> str:
 def table(headers: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines + [""]
+    return [*lines, ""]
 
 
 def size_label(size: int) -> str:
@@ -119,14 +119,20 @@ def _upload_rows(section: dict[str, Any], ceiling: bool) -> list[list[str]]:
     rows = []
     for name, r in section["clients"].items():
         if not r.get("ok"):
-            rows.append([name, "failed: " + str(r.get("error", ""))[:80]] + ["–"] * (9 if ceiling else 8))
-            continue
-        stall = "–"
-        if r.get("stall_max_ms") is not None:
-            stall = (
-                f"{r['stall_max_ms']:.1f} / {r['stall_p99_ms']:.1f} "
-                f"({r['stall_own_max_ms']:.1f} / {r['stall_own_p99_ms']:.1f})"
+            rows.append(
+                [name, "failed: " + str(r.get("error", ""))[:80]] + ["–"] * (9 if ceiling else 8)
             )
+            continue
+        stall_max = stall_p99 = "–"
+        if r.get("stall_max_ms") is not None:
+            stall_max = "/".join(
+                f"{r[k]:.0f}" for k in ("stall_max_ms", "stall_own_max_ms", "stall_cpu_max_ms")
+            )
+            stall_p99 = "/".join(
+                f"{r[k]:.1f}" for k in ("stall_p99_ms", "stall_own_p99_ms", "stall_cpu_p99_ms")
+            )
+            if r.get("worst_callback_cpu_ms") is not None:
+                stall_max += f" ({r['worst_callback_cpu_ms']:.0f})"
         row = [
             f"`{name}`",
             fmt(r["mib_s"]),
@@ -137,9 +143,10 @@ def _upload_rows(section: dict[str, Any], ceiling: bool) -> list[list[str]]:
         row += [
             fmt(r["cpu_s_per_gib"], 2),
             fmt(r["rss_mib"]),
-            f"{r['max_concurrency']}×{r['part_size'] // MiB} MiB",
+            f"{r['max_concurrency']}×{r['part_size'] // MiB} MiB" if r.get("part_size") else "–",
             ratio(r.get("rss_vs_buffers")),
-            stall,
+            stall_max,
+            stall_p99,
             r.get("spread", ""),
         ]
         rows.append(row)
@@ -161,27 +168,43 @@ def render(result: dict[str, Any]) -> str:
     ]
     if result.get("skipped"):
         out += ["Skipped: " + "; ".join(result["skipped"]) + ".", ""]
+    if result.get("errors"):
+        out += ["**Errors**: " + "; ".join(result["errors"]) + ".", ""]
     floors = result.get("floors")
     if floors:
         out += ["## Floors of the machine", ""]
-        rows = [
-            ["file read (page cache, preadv 8 MiB)", fmt(floors["file_read"]["median"] / MiB)],
-            ["MD5, one core", fmt(floors["md5"]["median"] / MiB)],
-            ["SHA-256, one core", fmt(floors["sha256"]["median"] / MiB)],
-            ["CRC32 (zlib), one core", fmt(floors["crc32"]["median"] / MiB)],
+        names = [
+            ("file_read", "file read (page cache, preadv 8 MiB)"),
+            ("md5", "MD5, one core"),
+            ("sha256", "SHA-256, one core"),
+            ("crc32", "CRC32 (zlib), one core"),
         ]
-        if floors.get("socket"):
-            rows.insert(1, [f"loopback socket → {result.get('sink', 'sink')} (ceiling)",
-                            fmt(floors["socket"]["mib_s"])])
+        rows = [[label, fmt(floors[key]["median"] / MiB)] for key, label in names if key in floors]
+        socket = floors.get("socket")
+        if socket and socket.get("ok"):
+            label = f"loopback socket → {result.get('sink', 'sink')} (the ceiling)"
+            rows.insert(1, [label, fmt(socket["mib_s"])])
         out += table(["floor", "MiB/s"], rows)
-        idle = floors["idle_loop"]
-        out += [
-            f"Idle event loop, 1 ms ticker lateness: max {idle['max_ms']:.2f} ms, "
-            f"p99 {idle['p99_ms']:.2f} ms, median {idle['median_ms']:.2f} ms.",
-            "",
-        ]
-    headers = ["client", "MiB/s", "× best peer", "× ceiling", "CPU s/GiB", "peak RSS MiB",
-               "conc × part", "RSS / (conc×part)", "loop stall max / p99 ms (own)", "runs MiB/s"]
+        idle = floors.get("idle_loop")
+        if idle:
+            out += [
+                f"Idle event loop, 1 ms ticker lateness: max {idle['max_ms']:.2f} ms, "
+                f"p99 {idle['p99_ms']:.2f} ms, median {idle['median_ms']:.2f} ms.",
+                "",
+            ]
+    headers = [
+        "client",
+        "MiB/s",
+        "× best peer",
+        "× ceiling",
+        "CPU s/GiB",
+        "peak RSS MiB",
+        "conc × part",
+        "RSS / (conc×part)",
+        "loop stall max ms raw/own/cpu (worst callback)",
+        "loop stall p99 ms (raw/own/cpu)",
+        "runs MiB/s",
+    ]
     for key, title in (("sink", "zero-cost sink"), ("moto", "moto (the emulator's S3)")):
         section = result.get("upload", {}).get(key)
         if not section:
@@ -204,9 +227,7 @@ def render(result: dict[str, Any]) -> str:
                 + [fmt(entry["rss_mib"].get(str(s))) for s in sizes]
                 + [fmt(entry["budget_mib"]), fmt(entry["growth_mib"], 1)]
             )
-        out += table(
-            ["config", *[size_label(s) for s in sizes], "budget MiB", "growth MiB"], rows
-        )
+        out += table(["config", *[size_label(s) for s in sizes], "budget MiB", "growth MiB"], rows)
     e2e = result.get("e2e")
     if e2e:
         out += ["## End to end: `upload_image` through the emulator", ""]
@@ -215,26 +236,63 @@ def render(result: dict[str, Any]) -> str:
             if not r.get("ok"):
                 rows.append([name, "failed: " + str(r.get("error", ""))[:80]] + ["–"] * 8)
                 continue
-            rows.append([
-                name, fmt(r["wall"], 2), fmt(r["median_total"], 2),
-                fmt(r["median_transfer"], 2), f"{r['median_outside_share'] * 100:.0f}%",
-                fmt(r["median_create"], 3), fmt(r["median_prepare"], 3),
-                fmt(r["median_done"], 3), fmt(r["median_wait"], 3),
-            ])
-        out += table(["images × size", "batch wall s", "per image s", "transfer s",
-                      "outside transfer", "create s", "prepare s", "done s", "wait s"], rows)
+            rows.append(
+                [
+                    name,
+                    fmt(r["wall"], 2),
+                    fmt(r["median_total"], 2),
+                    fmt(r["median_transfer"], 2),
+                    f"{r['median_outside_share'] * 100:.0f}%",
+                    fmt(r["median_create"], 3),
+                    fmt(r["median_prepare"], 3),
+                    fmt(r["median_done"], 3),
+                    fmt(r["median_wait"], 3),
+                ]
+            )
+        out += table(
+            [
+                "images × size",
+                "batch wall s",
+                "per image s",
+                "transfer s",
+                "outside transfer",
+                "create s",
+                "prepare s",
+                "done s",
+                "wait s",
+            ],
+            rows,
+        )
     api = result.get("api")
     if api:
         out += ["## API overhead: IMSSession vs raw aiohttp (fixed-response server)", ""]
         rows = []
         for r in api:
-            rows.append([
-                r["op"], str(r["concurrency"]), fmt(r["sdk_calls_s"]), fmt(r["raw_calls_s"]),
-                ratio(r["ratio"]), fmt(r["sdk_cpu_us"]), fmt(r["raw_cpu_us"]),
-                ratio(r["cpu_ratio"]),
-            ])
-        out += table(["call", "concurrency", "SDK calls/s", "raw calls/s", "SDK / raw",
-                      "SDK CPU µs/call", "raw CPU µs/call", "CPU SDK / raw"], rows)
+            rows.append(
+                [
+                    r["op"],
+                    str(r["concurrency"]),
+                    fmt(r["sdk_calls_s"]),
+                    fmt(r["raw_calls_s"]),
+                    ratio(r["ratio"]),
+                    fmt(r["sdk_cpu_us"]),
+                    fmt(r["raw_cpu_us"]),
+                    ratio(r["cpu_ratio"]),
+                ]
+            )
+        out += table(
+            [
+                "call",
+                "concurrency",
+                "SDK calls/s",
+                "raw calls/s",
+                "SDK / raw",
+                "SDK CPU µs/call",
+                "raw CPU µs/call",
+                "CPU SDK / raw",
+            ],
+            rows,
+        )
     imports = result.get("imports")
     if imports:
         out += ["## Import time (fresh interpreter, median)", ""]

@@ -58,14 +58,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--only", help=f"comma list of sections: {','.join(SECTIONS)}")
     p.add_argument("--clients", help="comma list of client-name prefixes (e.g. aioims,boto3)")
     p.add_argument("--out", default=str(HERE / "results"), help="where latest.md/json go")
-    p.add_argument("--sink", choices=("asyncio", "nginx", "nginx-early"), default="asyncio",
-                   help="zero-cost sink (see docs/performance.md; default asyncio)")
-    p.add_argument("--part-size", type=parse_size, default=32 * MiB, help="tuned part size")
+    p.add_argument(
+        "--sink",
+        choices=("asyncio", "nginx", "nginx-early"),
+        default="asyncio",
+        help="zero-cost sink (see docs/performance.md; default asyncio)",
+    )
+    p.add_argument("--part-size", type=parse_size, default=16 * MiB, help="tuned part size")
     p.add_argument("--concurrency", type=int, default=8, help="tuned max_concurrency")
-    p.add_argument("--aioboto3-python", default=os.environ.get("AIOIMS_BENCH_AIOBOTO3_PYTHON"),
-                   help="interpreter with aioboto3 (it pins an older aiobotocore)")
+    p.add_argument(
+        "--aioboto3-python",
+        default=os.environ.get("AIOIMS_BENCH_AIOBOTO3_PYTHON"),
+        help="interpreter with aioboto3 (it pins an older aiobotocore)",
+    )
     p.add_argument("--workdir", help="where the test files go (default: a temp dir)")
     p.add_argument("--profile", action="store_true", help="cProfile the aioims upload runs")
+    p.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="os.nice() increment for the harness and every child (e.g. -10 on a shared box)",
+    )
+    p.add_argument(
+        "--experiments",
+        help="comma list of candidate engine patches to measure too "
+        "(see benchmarks/experiments.py; 'all' for every one)",
+    )
     args = p.parse_args(argv)
     smoke = args.smoke
     args.size = args.size or (16 * MiB if smoke else GiB)
@@ -78,6 +96,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown section(s) {sorted(unknown)}; choose from {SECTIONS}")
     args.clients = args.clients.split(",") if args.clients else None
+    from benchmarks.experiments import PATCHES
+
+    if args.experiments == "all":
+        args.experiments = "calloc-buffers,http-no-ca,view-writes-128k"
+    args.experiments = args.experiments.split(",") if args.experiments else []
+    bad = set(args.experiments) - set(PATCHES)
+    if bad:
+        p.error(f"unknown experiment(s) {sorted(bad)}; choose from {sorted(PATCHES)}")
     return args
 
 
@@ -121,7 +147,7 @@ def peers(args: argparse.Namespace, skipped: list[str]) -> tuple[set[str], dict[
     binary = shutil.which("s5cmd") or str(Path(sys.executable).parent / "s5cmd")
     if os.access(binary, os.X_OK):
         found.add("s5cmd")
-        done = subprocess.run([binary, "version"], capture_output=True, text=True, check=False)  # noqa: S603
+        done = subprocess.run([binary, "version"], capture_output=True, text=True, check=False)
         versions["s5cmd binary"] = done.stdout.strip()
     else:
         skipped.append("s5cmd (not installed)")
@@ -137,93 +163,156 @@ def start_sink(kind: str, skipped: list[str]) -> servers.Server:
     return servers.start_script("sink.py", kind="asyncio-sink")
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    started = time.monotonic()
-    skipped: list[str] = []
-    result: dict[str, Any] = {
-        "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "python -m benchmarks " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-        "smoke": args.smoke,
-    }
-    found, extra_versions = peers(args, skipped)
-    result["machine"] = report.machine(extra_versions)
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="aioims-bench-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    own_workdir = args.workdir is None
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    profile_dir = None
-    if args.profile:
-        profile_dir = str(out / "profiles")
-        os.makedirs(profile_dir, exist_ok=True)
-    try:
-        main_file = make_file(workdir / f"data-{args.size}.bin", args.size)
-        variants = suites.upload_variants(args.part_size, args.concurrency, found,
-                                          args.aioboto3_python)
+def require_moto() -> None:
+    """moto (the ``emulator`` extra) backs the moto and end-to-end sections."""
+    if importlib.util.find_spec("moto") is None:
+        raise ModuleNotFoundError("moto is not installed (pip install 'aioims[emulator]')")
+
+
+class Run:
+    """One benchmark run: its sections share the test files and the result."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.skipped: list[str] = []
+        self.errors: list[str] = []
+        self.result: dict[str, Any] = {
+            "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": "python -m benchmarks " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+            "smoke": args.smoke,
+        }
+        found, extra_versions = peers(args, self.skipped)
+        self.result["machine"] = report.machine(extra_versions)
+        self.workdir = Path(args.workdir or tempfile.mkdtemp(prefix="aioims-bench-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.out = Path(args.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.profile_dir: str | None = None
+        if args.profile:
+            self.profile_dir = str(self.out / "profiles")
+            os.makedirs(self.profile_dir, exist_ok=True)
+        self.variants = suites.upload_variants(
+            args.part_size, args.concurrency, found, args.aioboto3_python, args.experiments
+        )
         if args.clients:
-            variants = [v for v in variants if v.name.startswith(tuple(args.clients))]
-        if "floors" in args.only:
-            log("floors: file read, hashes, idle loop")
-            result["floors"] = floors_mod.measure(main_file, args.size, args.runs,
-                                                  min(args.size, 256 * MiB))
-        if "sink" in args.only or "rss" in args.only:
-            sink = start_sink(args.sink, skipped)
-            result["sink"] = f"{sink.kind} {sink.version}".strip()
-            log(f"sink: {result['sink']} at {sink.url}")
-            try:
-                if "sink" in args.only:
-                    ceiling = suites.Variant("socket", "socket", {}, "ceiling")
-                    section = suites.upload_section(sink.url, main_file, args.size, args.runs,
-                                                     [*variants, ceiling], log, profile_dir)
-                    result.setdefault("upload", {})["sink"] = section
-                    result.setdefault("floors", {})["socket"] = section["clients"]["socket"]
-                if "rss" in args.only:
-                    files = {s: make_file(workdir / f"data-{s}.bin", s) for s in args.rss_sizes}
-                    rss_variants = [v for v in variants if v.name in ("aioims-default",
-                                                                      "aioims-tuned")]
-                    result["rss"] = suites.rss_section(sink.url, files, args.runs,
-                                                       rss_variants, log)
-            finally:
-                sink.stop()
-        if "moto" in args.only:
-            moto_file = make_file(workdir / f"data-{args.moto_size}.bin", args.moto_size)
-            moto_variants = variants
-            if args.smoke:
-                moto_variants = [v for v in variants if v.name in ("aioims-default",
-                                                                   "boto3-default")]
-            log("moto S3 server")
-            with servers.start_moto() as moto:
-                result.setdefault("upload", {})["moto"] = suites.upload_section(
-                    moto.url, moto_file, args.moto_size, args.runs, moto_variants, log)
-        if "e2e" in args.only:
-            one, many = (2 * MiB, MiB) if args.smoke else (256 * MiB, 16 * MiB)
-            count = 4 if args.smoke else 16
-            cases = [(1, make_file(workdir / f"data-{one}.bin", one), one),
-                     (count, make_file(workdir / f"data-{many}.bin", many), many)]
-            log("emulator: upload_image end to end")
-            with servers.start_emulator() as emulator:
-                result["e2e"] = suites.e2e_section(emulator.url, cases, args.runs, {}, log)
-        if "api" in args.only:
-            log("API overhead: fixed-response server")
-            with servers.start_script("apiserver.py", kind="api") as api:
-                result["api"] = suites.api_section(
-                    api.url, args.runs, 0.3 if args.smoke else 2.0,
-                    [1] if args.smoke else [1, 16], log)
-        if "imports" in args.only:
-            log("import time")
-            result["imports"] = imports_mod.measure(1 if args.smoke else 7)
-    finally:
-        if own_workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
-    result["skipped"] = skipped
-    result["targets"] = evaluate(result)
-    result["elapsed_s"] = time.monotonic() - started
-    return result
+            self.variants = [v for v in self.variants if v.name.startswith(tuple(args.clients))]
+
+    def file(self, size: int) -> str:
+        return make_file(self.workdir / f"data-{size}.bin", size)
+
+    def section(self, name: str, body: Any) -> None:
+        """Run one section; a missing optional dependency skips it, any other
+        failure is recorded (and makes the exit status 1)."""
+        if name not in self.args.only:
+            return
+        try:
+            body()
+        except ModuleNotFoundError as exc:
+            self.skipped.append(f"{name} section ({exc})")
+            log(f"  {name}: skipped ({exc})")
+        except Exception as exc:
+            self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+            log(f"  {name}: FAILED {type(exc).__name__}: {exc}")
+
+    def floors(self) -> None:
+        log("floors: file read, hashes, idle loop")
+        args = self.args
+        floors = floors_mod.measure(
+            self.file(args.size), args.size, args.runs, min(args.size, 256 * MiB)
+        )
+        self.result["floors"] = {**floors, **self.result.get("floors", {})}
+
+    def sink(self) -> None:
+        args = self.args
+        if "sink" not in args.only and "rss" not in args.only:
+            return
+        sink = start_sink(args.sink, self.skipped)
+        self.result["sink"] = f"{sink.kind} {sink.version}".strip()
+        log(f"sink: {self.result['sink']} at {sink.url}")
+        try:
+            if "sink" in args.only:
+                ceiling = suites.Variant("socket", "socket", {}, "ceiling")
+                section = suites.upload_section(
+                    sink.url, self.file(args.size), args.size, args.runs,
+                    [*self.variants, ceiling], log, self.profile_dir,
+                )  # fmt: skip
+                self.result.setdefault("upload", {})["sink"] = section
+                self.result.setdefault("floors", {})["socket"] = section["clients"]["socket"]
+                for name, entry in section["clients"].items():
+                    if entry.get("group") == "aioims" and not entry.get("ok"):
+                        self.errors.append(f"sink: {name} failed: {entry.get('error')}")
+            if "rss" in args.only:
+                files = {size: self.file(size) for size in args.rss_sizes}
+                chosen = [v for v in self.variants if v.name in ("aioims-default", "aioims-tuned")]
+                self.result["rss"] = suites.rss_section(sink.url, files, args.runs, chosen, log)
+        finally:
+            sink.stop()
+
+    def moto(self) -> None:
+        args = self.args
+        require_moto()
+        chosen = [v for v in self.variants if not v.spec.get("patches") and "signed" not in v.name]
+        if args.smoke:
+            chosen = [v for v in chosen if v.name in ("aioims-default", "boto3-default")]
+        log("moto S3 server")
+        with servers.start_moto() as moto:
+            self.result.setdefault("upload", {})["moto"] = suites.upload_section(
+                moto.url, self.file(args.moto_size), args.moto_size, args.runs, chosen, log
+            )
+
+    def e2e(self) -> None:
+        args = self.args
+        require_moto()
+        one, many = (2 * MiB, MiB) if args.smoke else (256 * MiB, 16 * MiB)
+        count = 4 if args.smoke else 16
+        cases = [(1, self.file(one), one), (count, self.file(many), many)]
+        log("emulator: upload_image end to end")
+        with servers.start_emulator() as emulator:
+            self.result["e2e"] = suites.e2e_section(emulator.url, cases, args.runs, {}, log)
+
+    def api(self) -> None:
+        args = self.args
+        log("API overhead: fixed-response server")
+        with servers.start_script("apiserver.py", kind="api") as api:
+            self.result["api"] = suites.api_section(
+                api.url, args.runs, 0.3 if args.smoke else 2.0,
+                [1] if args.smoke else [1, 16], log,
+            )  # fmt: skip
+
+    def imports(self) -> None:
+        log("import time")
+        self.result["imports"] = imports_mod.measure(1 if self.args.smoke else 7)
+
+    def execute(self) -> dict[str, Any]:
+        started = time.monotonic()
+        try:
+            self.section("floors", self.floors)
+            for name in ("sink", "rss"):
+                if name in self.args.only:
+                    self.section(name, self.sink)
+                    break
+            self.section("moto", self.moto)
+            self.section("e2e", self.e2e)
+            self.section("api", self.api)
+            self.section("imports", self.imports)
+        finally:
+            if self.args.workdir is None:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+        self.result["skipped"] = self.skipped
+        self.result["errors"] = self.errors
+        self.result["targets"] = evaluate(self.result)
+        self.result["elapsed_s"] = time.monotonic() - started
+        return self.result
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    result = run(args)
+    if args.nice:
+        try:
+            os.nice(args.nice)
+        except OSError as exc:
+            log(f"could not change the priority ({exc}); running at the default")
+    result = Run(args).execute()
     out = Path(args.out)
     (out / "latest.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
     markdown = report.render(result)
@@ -232,8 +321,10 @@ def main(argv: list[str] | None = None) -> int:
     log(markdown)
     if result["skipped"]:
         log("skipped: " + "; ".join(result["skipped"]))
+    if result["errors"]:
+        log("errors: " + "; ".join(result["errors"]))
     log(f"\nwrote {out / 'latest.md'} and {out / 'latest.json'} in {result['elapsed_s']:.0f} s")
-    return 0
+    return 1 if result["errors"] else 0
 
 
 if __name__ == "__main__":

@@ -1,8 +1,7 @@
 """The servers of a benchmark run, each in its own process on loopback.
 
-* :func:`start_sink` — the zero-cost S3 sink: nginx with
-  ``nginx-s3-sink.conf`` when an nginx binary is found, else the asyncio
-  sink of :mod:`benchmarks.sink`;
+* the zero-cost S3 sink: the asyncio sink of :mod:`benchmarks.sink`
+  (``start_script("sink.py")``), or nginx (:func:`start_nginx_sink`);
 * :func:`start_moto` — moto's S3 server (the emulator's embedded S3,
   :mod:`aioims.emulator.s3server`), with the benchmark bucket created;
 * :func:`start_script` — any of our scripts that print ``READY <url>``
@@ -29,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 NGINX_CONF = HERE / "nginx-s3-sink.conf"
 BUCKET = "bench"
 ACCESS_KEY = "testing"
-SECRET_KEY = "testing"  # noqa: S105 - moto's dummy key
+SECRET_KEY = "testing"
 REGION = "us-east-1"
 
 
@@ -68,6 +67,7 @@ class Server:
         self.url = url
         self.process = process
         self.cleanup = cleanup
+        self.extra_cleanup: str | None = None
         self.version = version
 
     @property
@@ -87,8 +87,9 @@ class Server:
                 proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
-        if self.cleanup:
-            shutil.rmtree(self.cleanup, ignore_errors=True)
+        for path in (self.cleanup, self.extra_cleanup):
+            if path:
+                shutil.rmtree(path, ignore_errors=True)
 
     def __enter__(self) -> Server:
         return self
@@ -116,7 +117,7 @@ def _read_ready(proc: subprocess.Popen[bytes], prefix: str, timeout: float) -> s
 
 
 def _spawn(argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(  # noqa: S603 - our own interpreter and scripts
+    return subprocess.Popen(
         argv,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -138,7 +139,7 @@ def nginx_binary() -> str | None:
 
 def nginx_version(binary: str) -> str:
     try:
-        out = subprocess.run(  # noqa: S603
+        out = subprocess.run(
             [binary, "-v"], capture_output=True, text=True, timeout=10, check=False
         )
     except OSError:
@@ -146,19 +147,52 @@ def nginx_version(binary: str) -> str:
     return (out.stderr or out.stdout).strip().rpartition("/")[2]
 
 
-def start_nginx(binary: str) -> Server:
+ECHO_MODULE_DIRS = ("/usr/lib/nginx/modules", "/usr/share/nginx/modules", "/etc/nginx/modules")
+
+
+def echo_module() -> str | None:
+    for directory in ECHO_MODULE_DIRS:
+        candidate = Path(directory) / "ngx_http_echo_module.so"
+        if candidate.exists():
+            return str(candidate)
+    return None
+
+
+def start_nginx_sink(early: bool = False) -> Server:
+    """nginx as the sink: ``nginx-s3-sink.conf`` (answers after the body;
+    needs the echo module) or, with ``early``, the shared config verbatim."""
+    binary = nginx_binary()
+    if binary is None:
+        raise RuntimeError("nginx is not installed")
     workdir = tempfile.mkdtemp(prefix="aioims-bench-nginx-")
+    body_dir = tempfile.mkdtemp(
+        prefix="aioims-bench-body-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None
+    )
     port = free_port()
-    conf = NGINX_CONF.read_text().replace("__DIR__", workdir).replace("__PORT__", str(port))
+    if early:
+        conf = (HERE / "nginx-s3-sink-early.conf").read_text()
+    else:
+        module = echo_module()
+        if module is None:
+            shutil.rmtree(body_dir, ignore_errors=True)
+            raise RuntimeError("nginx's echo module is missing (libnginx-mod-http-echo)")
+        conf = NGINX_CONF.read_text().replace("__ECHO_MODULE__", module)
+    conf = (
+        conf.replace("__BODY_DIR__", body_dir)
+        .replace("__DIR__", workdir)
+        .replace("__PORT__", str(port))
+    )
     conf_path = Path(workdir) / "nginx.conf"
     conf_path.write_text(conf)
-    proc = subprocess.Popen(  # noqa: S603
+    proc = subprocess.Popen(
         [binary, "-c", str(conf_path), "-p", workdir],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    server = Server("nginx", f"http://127.0.0.1:{port}", proc, workdir, nginx_version(binary))
+    kind = "nginx-early" if early else "nginx"
+    server = Server(kind, f"http://127.0.0.1:{port}", proc, workdir, nginx_version(binary))
+    server.extra_cleanup = body_dir
     try:
         wait_port(port, 15, proc)
     except BaseException:
@@ -173,20 +207,9 @@ def start_script(script: str, *args: str, kind: str, timeout: float = 30.0) -> S
     return Server(kind, _read_ready(proc, "READY ", timeout), proc)
 
 
-def start_sink(prefer_nginx: bool = True) -> Server:
-    """nginx when available (and wanted), else the asyncio sink."""
-    binary = nginx_binary() if prefer_nginx else None
-    if binary is not None:
-        try:
-            return start_nginx(binary)
-        except (OSError, RuntimeError) as exc:
-            print(f"  nginx did not start ({exc}); using the asyncio sink", file=sys.stderr)
-    return start_script("sink.py", kind="asyncio-sink")
-
-
 def create_bucket(url: str, bucket: str = BUCKET) -> None:
-    request = urllib.request.Request(f"{url}/{bucket}", method="PUT")  # noqa: S310
-    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
+    request = urllib.request.Request(f"{url}/{bucket}", method="PUT")
+    with urllib.request.urlopen(request, timeout=30) as answer:
         answer.read()
 
 

@@ -35,7 +35,11 @@ class Variant:
 
 
 def upload_variants(
-    part_size: int, concurrency: int, available: set[str], aioboto3_python: str | None
+    part_size: int,
+    concurrency: int,
+    available: set[str],
+    aioboto3_python: str | None,
+    experiments: list[str] | None = None,
 ) -> list[Variant]:
     """The clients of the upload comparison (missing peers left out)."""
     tuned_aioims = {
@@ -50,6 +54,8 @@ def upload_variants(
         Variant("aioims-md5", "aioims", {"config": tuned_aioims, "md5": True}, "aioims"),
         Variant("aioims-tuned", "aioims", {"config": tuned_aioims, "md5": False}, "aioims"),
     ]
+    if experiments:
+        variants += experiment_variants(tuned_aioims, experiments)
     for client in ("boto3", "aioboto3", "obstore", "s5cmd"):
         if client not in available:
             continue
@@ -57,6 +63,43 @@ def upload_variants(
         variants.append(Variant(f"{client}-default", client, {}, python=python))
         variants.append(Variant(f"{client}-tuned", client, {"tuned": True, **shape}, python=python))
     return variants
+
+
+def experiment_variants(tuned: dict[str, Any], names: list[str]) -> list[Variant]:
+    """aioims with candidate engine changes (see :mod:`benchmarks.experiments`)."""
+    out = [
+        Variant(
+            f"aioims-tuned+{name}",
+            "aioims",
+            {"config": tuned, "md5": False, "patches": [name]},
+            "aioims",
+        )
+        for name in names
+    ]
+    if len(names) > 1:
+        out.append(
+            Variant(
+                "aioims-tuned+all",
+                "aioims",
+                {"config": tuned, "md5": False, "patches": names},
+                "aioims",
+            )
+        )
+    out.append(
+        Variant(
+            "aioims-default+all", "aioims", {"config": {}, "md5": True, "patches": names}, "aioims"
+        )
+    )
+    out.append(
+        Variant(
+            "aioims-md5+all", "aioims", {"config": tuned, "md5": True, "patches": names}, "aioims"
+        )
+    )
+    # Content-MD5 off but payload signing left to botocore: SHA-256 of each part
+    # (over http, or without a checksum header) computed on the event loop.
+    signed = {**tuned, "payload_signing": None}
+    out.append(Variant("aioims-nomd5-signed", "aioims", {"config": signed, "md5": False}, "aioims"))
+    return out
 
 
 def child_env() -> dict[str, str]:
@@ -67,10 +110,12 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def run_child(spec: dict[str, Any], python: str | None = None, timeout: float = 900) -> dict[str, Any]:
+def run_child(
+    spec: dict[str, Any], python: str | None = None, timeout: float = 900
+) -> dict[str, Any]:
     argv = [python or sys.executable, str(CLIENT), json.dumps(spec)]
     try:
-        done = subprocess.run(  # noqa: S603 - our own interpreter and script
+        done = subprocess.run(
             argv, capture_output=True, text=True, timeout=timeout, env=child_env(), cwd=HERE.parent
         )
     except subprocess.TimeoutExpired:
@@ -118,7 +163,15 @@ def aggregate(runs: list[dict[str, Any]], size: int) -> dict[str, Any]:
         "runs": runs,
         "failed_runs": len(runs) - len(ok),
     }
-    for key in ("stall_max_ms", "stall_p99_ms", "stall_own_max_ms", "stall_own_p99_ms"):
+    for key in (
+        "stall_max_ms",
+        "stall_p99_ms",
+        "stall_own_max_ms",
+        "stall_own_p99_ms",
+        "stall_cpu_max_ms",
+        "stall_cpu_p99_ms",
+        "worst_callback_cpu_ms",
+    ):
         out[key] = _median(ok, key)
         if out[key] is not None:
             out[key.replace("_ms", "_worst_run_ms")] = max(r[key] for r in ok)
@@ -227,32 +280,59 @@ def api_section(
     rows = []
     for op in ("get_image", "list_private_images"):
         for concurrency in concurrencies:
-            variants = [Variant(f"{op}-c{concurrency}-{impl}", "api", {"impl": impl})
-                        for impl in ("sdk", "raw")]
+            variants = [
+                Variant(f"{op}-c{concurrency}-{impl}", "api", {"impl": impl})
+                for impl in ("sdk", "raw")
+            ]
 
             def make_spec(v: Variant, op: str = op, c: int = concurrency) -> dict[str, Any]:
-                return {"client": "api", "url": url, "op": op, "duration": duration,
-                        "concurrency": c, "size": 1, **v.spec}
+                return {
+                    "client": "api",
+                    "url": url,
+                    "op": op,
+                    "duration": duration,
+                    "concurrency": c,
+                    "size": 1,
+                    **v.spec,
+                }
 
             raw = interleaved(variants, runs, make_spec, log, 120 + duration * 2)
             sdk_runs = [r for r in raw[variants[0].name] if r.get("ok")]
             raw_runs = [r for r in raw[variants[1].name] if r.get("ok")]
             if not sdk_runs or not raw_runs:
-                rows.append({"op": op, "concurrency": concurrency, "ok": False,
-                             "sdk_calls_s": None, "raw_calls_s": None, "ratio": None,
-                             "sdk_cpu_us": None, "raw_cpu_us": None, "cpu_ratio": None,
-                             "error": str((raw[variants[0].name] + raw[variants[1].name])[0])})
+                rows.append(
+                    {
+                        "op": op,
+                        "concurrency": concurrency,
+                        "ok": False,
+                        "sdk_calls_s": None,
+                        "raw_calls_s": None,
+                        "ratio": None,
+                        "sdk_cpu_us": None,
+                        "raw_cpu_us": None,
+                        "cpu_ratio": None,
+                        "error": str((raw[variants[0].name] + raw[variants[1].name])[0]),
+                    }
+                )
                 continue
             sdk = statistics.median(r["calls_per_s"] for r in sdk_runs)
             plain = statistics.median(r["calls_per_s"] for r in raw_runs)
             sdk_cpu = statistics.median(r["cpu_us_per_call"] for r in sdk_runs)
             raw_cpu = statistics.median(r["cpu_us_per_call"] for r in raw_runs)
-            rows.append({
-                "op": op, "concurrency": concurrency, "ok": True,
-                "sdk_calls_s": sdk, "raw_calls_s": plain, "ratio": sdk / plain,
-                "sdk_cpu_us": sdk_cpu, "raw_cpu_us": raw_cpu, "cpu_ratio": sdk_cpu / raw_cpu,
-                "runs": raw,
-            })
+            rows.append(
+                {
+                    "op": op,
+                    "concurrency": concurrency,
+                    "ok": True,
+                    "sdk_calls_s": sdk,
+                    "raw_calls_s": plain,
+                    "ratio": sdk / plain,
+                    "sdk_cpu_us": sdk_cpu,
+                    "raw_cpu_us": raw_cpu,
+                    "cpu_ratio": sdk_cpu / raw_cpu,
+                    "runs": raw,
+                }
+            )
     return rows
 
 
@@ -260,13 +340,21 @@ def e2e_section(
     url: str, cases: list[tuple[int, str, int]], runs: int, config: dict[str, Any], log: Log
 ) -> dict[str, Any]:
     """``cases``: (image count, file path, file size)."""
-    variants = [Variant(f"{count} × {size / MiB:g} MiB", "e2e", {"count": count, "path": path,
-                                                                 "size": size})
-                for count, path, size in cases]
+    variants = [
+        Variant(
+            f"{count} × {size / MiB:g} MiB", "e2e", {"count": count, "path": path, "size": size}
+        )
+        for count, path, size in cases
+    ]
 
     def make_spec(v: Variant) -> dict[str, Any]:
-        return {"client": "e2e", "url": url, "files": [v.spec["path"]] * v.spec["count"],
-                "size": v.spec["size"], "config": config}
+        return {
+            "client": "e2e",
+            "url": url,
+            "files": [v.spec["path"]] * v.spec["count"],
+            "size": v.spec["size"],
+            "config": config,
+        }
 
     raw = interleaved(variants, runs, make_spec, log, 600)
     out: dict[str, Any] = {}
@@ -276,6 +364,9 @@ def e2e_section(
             out[v.name] = {"ok": False, "error": raw[v.name][0].get("error"), "runs": raw[v.name]}
             continue
         keys = [k for k in ok[0] if k.startswith("median_") or k == "wall"]
-        out[v.name] = {"ok": True, **{k: statistics.median(r[k] for r in ok) for k in keys},
-                       "runs": raw[v.name]}
+        out[v.name] = {
+            "ok": True,
+            **{k: statistics.median(r[k] for r in ok) for k in keys},
+            "runs": raw[v.name],
+        }
     return out

@@ -179,19 +179,44 @@ def verify_option(config: TransferConfig) -> bool | str:
 
 
 def client_kwargs(target: UploadTarget, config: TransferConfig) -> dict[str, Any]:
-    """Arguments of ``create_client("s3", **kwargs)`` (holds secrets: never log it)."""
+    """Arguments of ``create_client("s3", **kwargs)`` (holds secrets: never log it).
+
+    A plain ``http://`` endpoint gets ``verify=False``: there is no TLS to
+    verify, and aiobotocore would otherwise load the CA bundle for every
+    client (tens of ms holding the GIL, so stalling the event loop)."""
+    url = endpoint_url(target.domain)
     return {
-        "endpoint_url": endpoint_url(target.domain),
+        "endpoint_url": url,
         "region_name": config.region,
         "aws_access_key_id": target.access_key,
         "aws_secret_access_key": target.secret_key,
         "aws_session_token": target.token or None,
-        "verify": verify_option(config),
+        "verify": verify_option(config) if url.lower().startswith("https://") else False,
         "config": client_config(config),
     }
 
 
-_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+@attrs.define
+class _LoopShared:
+    """What the transfers of one event loop share: the aiobotocore session,
+    and whether a client was already created from it (``warm``)."""
+
+    lock: anyio.Lock = attrs.field(factory=anyio.Lock)
+    session: Any = None
+    warm: bool = False
+
+
+_shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopShared] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _loop_shared() -> _LoopShared:
+    loop = asyncio.get_running_loop()
+    shared = _shared.get(loop)
+    if shared is None:
+        shared = _shared[loop] = _LoopShared()
+    return shared
 
 
 def _new_session() -> Any:
@@ -214,12 +239,12 @@ async def shared_session() -> Any:
     Created once per loop in a worker thread, with the S3 models loaded
     (cached by botocore's loader), and shared by every transfer on that loop.
     """
-    loop = asyncio.get_running_loop()
-    session = _sessions.get(loop)
-    if session is None:
-        session = await anyio.to_thread.run_sync(_new_session)
-        session = _sessions.setdefault(loop, session)
-    return session
+    shared = _loop_shared()
+    if shared.session is None:
+        async with shared.lock:  # concurrent first transfers build it once
+            if shared.session is None:
+                shared.session = await anyio.to_thread.run_sync(_new_session)
+    return shared.session
 
 
 def _seconds_left(expires_at: datetime) -> float:
@@ -261,7 +286,17 @@ class S3Clients:
 
     async def __aenter__(self) -> S3Clients:
         self._session = await shared_session()
-        self._client = await self._open(self.target)
+        shared = _loop_shared()
+        if shared.warm:
+            self._client = await self._open(self.target)
+            return self
+        # The first client of a session fills botocore's caches (endpoint
+        # rules, models): ~100 ms of CPU.  Transfers starting together would
+        # each pay it (16 at once: seconds); one does, the others then take
+        # a few ms each.
+        async with shared.lock:
+            self._client = await self._open(self.target)
+            shared.warm = True
         return self
 
     async def __aexit__(self, *exc: object) -> None:
