@@ -99,7 +99,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from benchmarks.experiments import PATCHES
 
     if args.experiments == "all":
-        args.experiments = "calloc-buffers,http-no-ca,view-writes-128k"
+        args.experiments = "view-writes-128k"
     args.experiments = args.experiments.split(",") if args.experiments else []
     bad = set(args.experiments) - set(PATCHES)
     if bad:

@@ -67,6 +67,7 @@ def upload_variants(
 
 def experiment_variants(tuned: dict[str, Any], names: list[str]) -> list[Variant]:
     """aioims with candidate engine changes (see :mod:`benchmarks.experiments`)."""
+    label = names[0] if len(names) == 1 else "all"
     out = [
         Variant(
             f"aioims-tuned+{name}",
@@ -87,12 +88,18 @@ def experiment_variants(tuned: dict[str, Any], names: list[str]) -> list[Variant
         )
     out.append(
         Variant(
-            "aioims-default+all", "aioims", {"config": {}, "md5": True, "patches": names}, "aioims"
+            f"aioims-default+{label}",
+            "aioims",
+            {"config": {}, "md5": True, "patches": names},
+            "aioims",
         )
     )
     out.append(
         Variant(
-            "aioims-md5+all", "aioims", {"config": tuned, "md5": True, "patches": names}, "aioims"
+            f"aioims-md5+{label}",
+            "aioims",
+            {"config": tuned, "md5": True, "patches": names},
+            "aioims",
         )
     )
     # Content-MD5 off but payload signing left to botocore: SHA-256 of each part
