@@ -78,7 +78,9 @@ class Uploader:
     plus :class:`~aioims.transfer.StatusChanged`.  ``checkpoint_dir``: keep a
     resumable checkpoint per source file there.  ``delete_on_failure``: delete
     an image this uploader created when its upload fails.  ``verify``: compare
-    the active image's size and MD5 with the file's.
+    the active image's size and MD5 with the file's.  ``poll_interval``: the
+    longest pause between status polls while the service verifies the file
+    (polls start 50 ms apart and back off to it).
     """
 
     def __init__(
@@ -255,6 +257,7 @@ class _Run:
             until=ImageStatus.ACTIVE,
             timeout=self.up.wait_timeout,
             interval=self.up.poll_interval,
+            initial_interval=min(0.05, self.up.poll_interval),
         )
         self.emit(StatusChanged(image.image_id, ImageStatus.ACTIVE.value))
 

@@ -104,7 +104,7 @@ def experiment_variants(tuned: dict[str, Any], names: list[str]) -> list[Variant
     )
     # Content-MD5 off but payload signing left to botocore: SHA-256 of each part
     # (over http, or without a checksum header) computed on the event loop.
-    signed = {**tuned, "payload_signing": None}
+    signed = {**tuned, "payload_signing": True}
     out.append(Variant("aioims-nomd5-signed", "aioims", {"config": signed, "md5": False}, "aioims"))
     return out
 

@@ -321,9 +321,14 @@ class ImageEndpoints(EndpointBase):
         until: ImageStatus | str | Iterable[ImageStatus | str] = ImageStatus.ACTIVE,
         timeout: float = 600.0,
         interval: float = 2.0,
+        initial_interval: float | None = None,
     ) -> Image:
         """Poll :meth:`get_image` every ``interval`` seconds until the image's
         status is ``until`` (one status or several) and return it.
+
+        With ``initial_interval`` the first wait is that long and each next
+        one doubles, up to ``interval`` (quick answers for quick transitions,
+        few calls for slow ones).
 
         ``killed`` raises :class:`~aioims.ImageKilledError`, ``deleted``
         :class:`~aioims.UploadFailedError` (unless waited for); after
@@ -334,10 +339,14 @@ class ImageEndpoints(EndpointBase):
         if not wanted_raw:
             raise ValidationError("until: give at least one status", field="until")
         wanted = {check_enum(ImageStatus, status, "until") for status in wanted_raw}
-        for value, what in ((timeout, "timeout"), (interval, "interval")):
+        checks = [(timeout, "timeout"), (interval, "interval")]
+        if initial_interval is not None:
+            checks.append((initial_interval, "initial_interval"))
+        for value, what in checks:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValidationError(f"{what} must be > 0, got {value!r}", field=what)
         last_status: str | None = None
+        pause = interval if initial_interval is None else min(initial_interval, interval)
         with anyio.move_on_after(timeout):
             while True:
                 image = await self.get_image(image_id)
@@ -355,7 +364,8 @@ class ImageEndpoints(EndpointBase):
                         image_id=image_id,
                         stage="wait",
                     )
-                await anyio.sleep(interval)
+                await anyio.sleep(pause)
+                pause = min(pause * 2, interval)
         raise WaitTimeoutError(
             f"image {image_id} not {'/'.join(sorted(wanted))} after {timeout}s "
             f"(last status: {last_status})",

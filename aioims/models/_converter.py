@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import re
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import attrs
 import cattrs
@@ -164,46 +164,82 @@ def _structure_id(value: Any) -> int | str | None:
     return int(text) if text.isdigit() else text
 
 
+_Parser = Callable[[Any], Any]
+
+
+@attrs.frozen
+class _ModelPlan:
+    """How to build one model: wire key -> (attribute, parser), computed once."""
+
+    keys: dict[str, tuple[str, _Parser]]
+    main_keys: frozenset[str]
+    has_extra: bool
+    defaults: dict[str, Any]
+
+
+def _parser_for(tp: Any, attr: str) -> _Parser:
+    """A one-argument function turning a wire value into a value of ``tp``."""
+    if attr == "id":
+        return _structure_id
+    if typing.get_origin(tp) is list:
+        (item,) = typing.get_args(tp) or (Any,)
+        item_parser = None if item is Any else _parser_for(item, "")
+
+        def parse_list(raw: Any) -> list[Any]:
+            if raw is None:
+                return []
+            values = raw if isinstance(raw, list) else [raw]
+            return values[:] if item_parser is None else [item_parser(v) for v in values]
+
+        return parse_list
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if len(args) == 1 and type(None) in typing.get_args(tp):
+        inner = _parser_for(args[0], attr)
+        return lambda raw: None if raw is None else inner(raw)
+    if tp is Any or typing.get_origin(tp) is dict:
+        return lambda raw: raw
+    if tp is str:
+        return lambda raw: raw if isinstance(raw, str) else str(raw)
+    hook = converter.get_structure_hook(tp)
+    return lambda raw: hook(raw, tp)
+
+
+@cache
+def _plan(cls: type) -> _ModelPlan:
+    types = _field_types(cls)
+    parsers = {name: _parser_for(tp, name) for name, tp in types.items() if name != "extra"}
+    keys = {key: (attr, parsers[attr]) for key, attr in _input_names(cls).items()}
+    main = frozenset(k for k, (attr, _) in keys.items() if k in (attr, camel(attr)))
+    defaults = {
+        f.name: "" if types[f.name] is str else None
+        for f in attrs.fields(cls)
+        if f.default is attrs.NOTHING
+    }
+    return _ModelPlan(keys, main, "extra" in types, defaults)
+
+
 def _structure_model(payload: Any, cls: type[T]) -> T:
     if isinstance(payload, cls):
         return payload
-    model: Any = cls
     if not isinstance(payload, Mapping):
         raise TypeError(f"expected a JSON object for {cls.__name__}, got {type(payload).__name__}")
-    names = _input_names(model)
-    types = _field_types(model)
+    plan = _plan(cast(type, cls))
     kwargs: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     for key, raw in payload.items():
-        attr = names.get(key)
-        if attr is None:
+        found = plan.keys.get(key)
+        if found is None:
             extra[key] = raw
             continue
-        if attr in kwargs and key not in (attr, camel(attr)):
+        attr, parse = found
+        if attr in kwargs and key not in plan.main_keys:
             continue  # an alias of a field already filled under its main name
-        kwargs[attr] = _structure_field(raw, types[attr], attr)
-    if "extra" in types:
+        kwargs[attr] = parse(raw)
+    if plan.has_extra:
         kwargs["extra"] = extra
-    required = [f.name for f in attrs.fields(model) if f.default is attrs.NOTHING]
-    for name in required:
-        if name not in kwargs:
-            kwargs[name] = "" if types[name] is str else None
+    for name, default in plan.defaults.items():
+        kwargs.setdefault(name, default)
     return cls(**kwargs)
-
-
-def _structure_field(raw: Any, tp: Any, attr: str) -> Any:
-    if attr == "id":
-        return _structure_id(raw)
-    origin = typing.get_origin(tp)
-    if origin is list:
-        if raw is None:
-            return []
-        if not isinstance(raw, list):
-            raw = [raw]
-        return converter.structure(raw, tp)
-    if raw is None:
-        return None
-    return converter.structure(raw, tp)
 
 
 def _unstructure_model(obj: Any) -> dict[str, Any]:

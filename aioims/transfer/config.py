@@ -78,9 +78,10 @@ class TransferConfig:
     backoff_max: float = 20.0
     #: Send Content-MD5 with every part/PutObject (S3 then rejects corrupted bodies).
     content_md5: bool = True
-    #: SigV4 payload signing.  ``None``: off when ``content_md5`` is on (the signed
-    #: Content-MD5 header already protects the body and hashing 8 MiB with SHA-256
-    #: would run on the event loop), botocore's default otherwise.
+    #: SigV4 payload signing.  ``None`` (default): off — botocore would hash every
+    #: part with SHA-256 on the event loop; with ``content_md5`` the signed
+    #: Content-MD5 header protects the body instead.  ``True`` signs payloads
+    #: (costs loop time: 8 MiB of SHA-256 per part).
     payload_signing: bool | None = None
     region: str = "us-east-1"
     #: Check the S3 endpoint's TLS certificate (keep it on; use ``ca_bundle`` for a private CA).
@@ -151,11 +152,11 @@ class TransferConfig:
             raise bad("part_limiter", "must have async acquire(owner, nbytes) and release(owner)")
 
     @property
-    def sign_payload(self) -> bool | None:
-        """The effective ``payload_signing_enabled`` S3 setting (None: botocore decides)."""
+    def sign_payload(self) -> bool:
+        """The effective ``payload_signing_enabled`` S3 setting."""
         if self.payload_signing is not None:
             return self.payload_signing
-        return False if self.content_md5 else None
+        return False
 
 
 @attrs.frozen

@@ -24,6 +24,7 @@ from aioims import (
     Page,
     Platform,
     UploadFailedError,
+    ValidationError,
     Usage,
     Visibility,
     VolumeImage,
@@ -281,6 +282,25 @@ async def test_wait_for_image_until_active(fake: FakeIMS, ims: IMSSession) -> No
     image = await ims.wait_for_image("img-kvvfk28fcjc0mt", interval=0.01, timeout=10)
     assert image.status is ImageStatus.ACTIVE
     assert len(fake.requests) == 3
+
+
+async def test_wait_for_image_initial_interval_backs_off(fake: FakeIMS, ims: IMSSession) -> None:
+    fake.on(
+        "GET",
+        "/images/img-kvvfk28fcjc0mt",
+        _image_with("queued"),
+        _image_with("saving"),
+        _image_with("saving"),
+        _image_with("active"),
+    )
+    # pauses 0.01, 0.02, 0.04 s: well inside the timeout, though `interval` is 30 s
+    image = await ims.wait_for_image(
+        "img-kvvfk28fcjc0mt", interval=30, initial_interval=0.01, timeout=5
+    )
+    assert image.status is ImageStatus.ACTIVE
+    assert len(fake.requests) == 4
+    with pytest.raises(ValidationError):
+        await ims.wait_for_image("img-kvvfk28fcjc0mt", initial_interval=0)
 
 
 async def test_wait_for_image_other_target(fake: FakeIMS, ims: IMSSession) -> None:

@@ -66,7 +66,9 @@ def test_defaults() -> None:
     assert config.verify_ssl is True and config.ca_bundle is None
     assert config.region == "us-east-1"
     assert config.sign_payload is False  # Content-MD5 on: no SHA-256 of bodies on the loop
-    assert TransferConfig(content_md5=False).sign_payload is None
+    # without Content-MD5 either: botocore would hash every part on the loop
+    assert TransferConfig(content_md5=False).sign_payload is False
+    assert TransferConfig(content_md5=False, payload_signing=True).sign_payload is True
 
 
 @pytest.mark.parametrize(
