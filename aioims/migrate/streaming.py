@@ -21,11 +21,10 @@ caller verifies the target image's checksum against the source's instead.
 
 from __future__ import annotations
 
-import io
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -35,12 +34,12 @@ from ..models.upload import UploadTarget
 from ..transfer import TransferConfig, TransferResult, upload_stream
 from ..transfer._transfer import Guard, Transfer
 from ..transfer.checkpoint import Checkpoint, CheckpointWriter, SourceIdentity
-from ..transfer.config import MiB, plan_parts
+from ..transfer.config import plan_parts
 from ..transfer.errors import S3TransferError, SourceChangedError
 from ..transfer.events import EventStream, ProgressCallback
-from ..transfer.hashing import PartSlots, digest_part, new_md5
+from ..transfer.hashing import PartSlots, new_md5
 from ..transfer.s3 import RefreshCallable
-from ..transfer.stream import ChunkReader
+from ..transfer.stream import ChunkReader, produce_parts
 from ..transfer.upload import _reconcile, _Source
 
 __all__ = ["OpenAt", "upload_stream_resumable"]
@@ -157,8 +156,8 @@ async def _multipart(t: Transfer, source: _Source, open_at: OpenAt) -> TransferR
                 async with anyio.create_task_group() as tg:
                     guard = Guard(tg)
                     tg.start_soon(
-                        guard.run, _produce, t, reader, first, set(resumed), slots, whole, tg,
-                        guard,
+                        guard.run, partial(produce_parts, first=first, resumed=set(resumed)),
+                        t, reader, slots, whole, tg, guard,
                     )  # fmt: skip
         finally:
             slots.close()
@@ -167,54 +166,3 @@ async def _multipart(t: Transfer, source: _Source, open_at: OpenAt) -> TransferR
     t.upload_completed()
     await writer.delete()
     return t.result(etag=etag, md5=whole.hexdigest() if whole is not None else None)
-
-
-async def _skip(reader: ChunkReader, length: int, whole: Any) -> int:
-    """Read ``length`` bytes without sending them (hash them if needed)."""
-    left = length
-    while left:
-        data, got = await reader.read_exact(min(left, MiB))
-        if got == 0:
-            break
-        if whole is not None:
-            await anyio.to_thread.run_sync(digest_part, data, False, whole)
-        left -= got
-    return length - left
-
-
-async def _produce(
-    t: Transfer, reader: ChunkReader, first: int, resumed: set[int], slots: PartSlots,
-    whole: Any, tg: Any, guard: Guard,
-) -> None:  # fmt: skip
-    plan = t.plan
-    for number in range(first, plan.part_count + 1):
-        length = plan.part_length(number)
-        if number in resumed:
-            got = await _skip(reader, length, whole)
-            if got != length:
-                raise _short(plan.size, plan.part_offset(number) + got)
-            continue
-        await slots.acquire(number, 1, length)
-        data, got = await reader.read_exact(length, slots.recycled(length))
-        slots.attach(number, data)
-        if got != length:
-            raise _short(plan.size, plan.part_offset(number) + got)
-        b64 = await anyio.to_thread.run_sync(digest_part, data, t.config.content_md5, whole)
-        tg.start_soon(guard.run, _send, t, number, data, length, b64, slots)
-        del data
-    if not await reader.at_eof():
-        raise SourceChangedError(f"the stream yielded more than the {plan.size} bytes announced")
-
-
-async def _send(
-    t: Transfer, number: int, data: io.BytesIO, size: int, b64: str | None, slots: PartSlots
-) -> None:
-    part = await t.engine.upload_part(number, data, size, b64)
-    del data
-    slots.release(number)
-    if t.writer is not None:
-        t.writer.add_part(part)
-
-
-def _short(expected: int, got: int) -> SourceChangedError:
-    return SourceChangedError(f"the stream yielded {got} bytes, {expected} were announced")

@@ -20,7 +20,7 @@ import anyio
 from ..errors import ValidationError
 from ..models.upload import UploadTarget
 from ._transfer import Guard, Transfer
-from .config import TransferConfig, plan_parts
+from .config import MiB, TransferConfig, plan_parts
 from .errors import SourceChangedError
 from .events import EventStream, ProgressCallback, _is_async_callable
 from .hashing import PartSlots, digest_part, new_md5, new_part_buffer
@@ -233,7 +233,7 @@ async def _multipart(t: Transfer, reader: ChunkReader) -> TransferResult:
     try:
         async with anyio.create_task_group() as tg:
             guard = Guard(tg)
-            tg.start_soon(guard.run, _produce, t, reader, slots, whole, tg, guard)
+            tg.start_soon(guard.run, produce_parts, t, reader, slots, whole, tg, guard)
     finally:
         slots.close()
     guard.raise_if_failed()
@@ -242,12 +242,42 @@ async def _multipart(t: Transfer, reader: ChunkReader) -> TransferResult:
     return t.result(etag=etag, md5=whole.hexdigest() if whole is not None else None)
 
 
-async def _produce(
-    t: Transfer, reader: ChunkReader, slots: PartSlots, whole: Any, tg: Any, guard: Guard
+async def skip_bytes(reader: ChunkReader, length: int, whole: Any) -> int:
+    """Read ``length`` bytes without sending them (hashing them into
+    ``whole`` if given); returns how many there were."""
+    left = length
+    while left:
+        data, got = await reader.read_exact(min(left, MiB))
+        if got == 0:
+            break
+        if whole is not None:
+            await anyio.to_thread.run_sync(digest_part, data, False, whole)
+        left -= got
+    return length - left
+
+
+async def produce_parts(
+    t: Transfer,
+    reader: ChunkReader,
+    slots: PartSlots,
+    whole: Any,
+    tg: Any,
+    guard: Guard,
+    *,
+    first: int = 1,
+    resumed: frozenset[int] | set[int] = frozenset(),
 ) -> None:
+    """Cut the stream into parts ``first``.. and start a task uploading each;
+    parts in ``resumed`` (already on S3) are read past, not sent.  A part's
+    slot is taken before it is read: at most ``max_concurrency`` buffers."""
     plan = t.plan
-    for number in range(1, plan.part_count + 1):
+    for number in range(first, plan.part_count + 1):
         length = plan.part_length(number)
+        if number in resumed:
+            got = await skip_bytes(reader, length, whole)
+            if got != length:
+                raise _short(plan.size, plan.part_offset(number) + got)
+            continue
         await slots.acquire(number, 1, length)
         data, got = await reader.read_exact(length, slots.recycled(length))
         slots.attach(number, data)
@@ -263,6 +293,8 @@ async def _produce(
 async def _stream_part(
     t: Transfer, number: int, data: io.BytesIO, size: int, b64: str | None, slots: PartSlots
 ) -> None:
-    await t.engine.upload_part(number, data, size, b64)
+    part = await t.engine.upload_part(number, data, size, b64)
     del data
     slots.release(number)
+    if t.writer is not None:
+        t.writer.add_part(part)
