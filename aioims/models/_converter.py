@@ -23,7 +23,7 @@ import re
 import typing
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from functools import cache
+from functools import cache, partial
 from typing import Any, TypeVar, cast
 
 import attrs
@@ -146,6 +146,10 @@ def _structure_bool(value: Any, _: type) -> bool | None:
 def _structure_enum(value: Any, cls: type[TolerantEnum]) -> TolerantEnum | None:
     if value is None or value == "":
         return None
+    if isinstance(value, str):
+        member = cls._value2member_map_.get(value)  # the exact value: no Enum call
+        if member is not None:
+            return cast(TolerantEnum, member)
     return cls(str(value))
 
 
@@ -194,14 +198,18 @@ def _parser_for(tp: Any, attr: str) -> _Parser:
         return parse_list
     args = [a for a in typing.get_args(tp) if a is not type(None)]
     if len(args) == 1 and type(None) in typing.get_args(tp):
-        inner = _parser_for(args[0], attr)
-        return lambda raw: None if raw is None else inner(raw)
+        # every parser below maps None (and "" where that means absent) itself
+        return _parser_for(args[0], attr)
     if tp is Any or typing.get_origin(tp) is dict:
         return lambda raw: raw
     if tp is str:
-        return lambda raw: raw if isinstance(raw, str) else str(raw)
+        return lambda raw: raw if raw is None or isinstance(raw, str) else str(raw)
+    if isinstance(tp, type) and issubclass(tp, TolerantEnum):
+        return partial(_structure_enum, cls=tp)
+    if tp is int:
+        return lambda raw: None if raw is None else _structure_int(raw, int)
     hook = converter.get_structure_hook(tp)
-    return lambda raw: hook(raw, tp)
+    return lambda raw: None if raw is None else hook(raw, tp)
 
 
 @cache

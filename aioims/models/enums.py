@@ -12,6 +12,9 @@ from __future__ import annotations
 import enum
 from typing import Any
 
+#: Per enum class: case-folded value -> member (built on first use).
+_FOLDED: dict[type, dict[str, Any]] = {}
+
 
 class TolerantEnum(str, enum.Enum):
     """A ``str`` enum that accepts any casing and keeps unknown values."""
@@ -20,10 +23,12 @@ class TolerantEnum(str, enum.Enum):
     def _missing_(cls, value: object) -> Any:
         if not isinstance(value, str):
             return None
-        folded = value.casefold()
-        for member in cls:
-            if member.value.casefold() == folded:
-                return member
+        folded = _FOLDED.get(cls)
+        if folded is None:
+            folded = _FOLDED[cls] = {m.value.casefold(): m for m in cls}
+        member = folded.get(value.casefold())
+        if member is not None:
+            return member
         pseudo = str.__new__(cls, value)
         pseudo._name_ = value.upper()
         pseudo._value_ = value
