@@ -17,6 +17,7 @@ hand, IMS headers not forwarded to another origin) and hands out a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl as ssl_module
 import time
@@ -46,6 +47,11 @@ from .errors import (
     TransportError,
 )
 
+#: asyncio.TimeoutError is only an alias of TimeoutError from Python 3.11 on.
+_TIMEOUTS: tuple[type[Exception], ...] = (TimeoutError, asyncio.TimeoutError)
+#: What a request (or reading its body) raises when it did not get through.
+_CLIENT_FAILURES: tuple[type[Exception], ...] = (aiohttp.ClientError, OSError, *_TIMEOUTS)
+
 logger = logging.getLogger("aioims")
 
 R = TypeVar("R")
@@ -74,7 +80,7 @@ def _map_client_error(exc: BaseException, timeout: float | None) -> _AttemptErro
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         err: IMSError = RequestTimeoutError(f"could not connect within {timeout}s")
         return _AttemptError(err, request_sent=False)
-    if isinstance(exc, TimeoutError):
+    if isinstance(exc, _TIMEOUTS):
         return _AttemptError(RequestTimeoutError(f"no answer within {timeout}s"), request_sent=True)
     if isinstance(exc, aiohttp.ClientSSLError):
         err = ConnectionFailedError(f"TLS handshake/verification failed: {exc}")
@@ -121,7 +127,7 @@ class StreamResponse:
         try:
             async for chunk in self._response.content.iter_chunked(chunk_size):
                 yield chunk
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except _CLIENT_FAILURES as exc:
             mapped = _map_client_error(exc, self._timeout).error
             mapped.http_status = self.status
             mapped.request_id = self.request_id
@@ -269,7 +275,7 @@ class Transport:
                 ) as response:
                     body = await response.read()
                     status, headers = response.status, response.headers
-            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            except _CLIENT_FAILURES as exc:
                 raise _map_client_error(exc, per_try) from exc
             envelope = decode_response(status, headers, body)
             self._log(
@@ -326,7 +332,7 @@ class Transport:
                         ssl=self._ssl,
                         allow_redirects=False,
                     )
-                except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                except _CLIENT_FAILURES as exc:
                     raise _map_client_error(exc, per_try) from exc
                 location = response.headers.get("Location")
                 if response.status in _REDIRECTS and location:
@@ -352,7 +358,7 @@ class Transport:
                     return response
                 try:
                     error_body = await _read_bounded(response, MAX_ERROR_BODY)
-                except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                except _CLIENT_FAILURES as exc:
                     raise _map_client_error(exc, per_try) from exc
                 finally:
                     response.close()

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from collections.abc import AsyncIterator
@@ -131,7 +132,7 @@ async def inspect_url(http: aiohttp.ClientSession, entry: Entry) -> SourceInfo:
         ) as resp:
             status = resp.status
             length = resp.content_length
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+    except (aiohttp.ClientError, TimeoutError, asyncio.TimeoutError, OSError) as exc:
         raise ConnectionFailedError(f"{shown}: {type(exc).__name__}: {exc}") from exc
     if status in (404, 410):
         raise SourceError(f"{shown}: HTTP {status}", code="SourceMissing", http_status=status)
@@ -157,7 +158,7 @@ async def md5_of_url(http: aiohttp.ClientSession, url: str) -> tuple[str, int]:
             async for chunk in resp.content.iter_chunked(_CHUNK):
                 await anyio.to_thread.run_sync(digest.update, chunk)
                 total += len(chunk)
-    except (aiohttp.ClientError, TimeoutError) as exc:
+    except (aiohttp.ClientError, TimeoutError, asyncio.TimeoutError) as exc:
         raise ConnectionFailedError(f"fetching the URL to verify it: {exc}") from exc
     return digest.hexdigest(), total
 
