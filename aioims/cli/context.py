@@ -8,6 +8,7 @@ every leaf command; each stores its value in the shared :class:`State`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import sys
@@ -215,7 +216,9 @@ def run(
             signal.signal(signal.SIGTERM, previous)
     if isinstance(exc, (click.exceptions.Exit, click.ClickException, SystemExit)):
         raise exc
-    if isinstance(exc, KeyboardInterrupt):
+    # Python 3.11's asyncio runner turns Ctrl-C into KeyboardInterrupt; on 3.10
+    # (anyio's runner backport) the cancelled main task's CancelledError escapes.
+    if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
         hint = on_interrupt() if on_interrupt else None
         out.error("interrupted", hint=hint)
         raise click.exceptions.Exit(EXIT_INTERRUPTED)
