@@ -44,12 +44,7 @@ class SharingEndpoints(EndpointBase):
     ) -> None:
         """Share a private image with 1–50 users.
         ``POST /private-images/{image_id}/share``"""
-        path = _private(image_id, "/share")
-        body = {"shares": {"user_ids": check_user_ids(user_ids)}}
-        await self._call(
-            "POST", path, json_body=body, request_info=True, mode=RetryMode.UNSENT_ONLY,
-            timeout=timeout, retry=retry,
-        )  # fmt: skip
+        await self._change_shares(image_id, "/share", user_ids, timeout, retry)
 
     async def unshare_image(
         self,
@@ -61,7 +56,18 @@ class SharingEndpoints(EndpointBase):
     ) -> None:
         """Stop sharing a private image with 1–50 users.
         ``POST /private-images/{image_id}/unshare``"""
-        path = _private(image_id, "/unshare")
+        await self._change_shares(image_id, "/unshare", user_ids, timeout, retry)
+
+    async def _change_shares(
+        self,
+        image_id: str,
+        suffix: str,
+        user_ids: Iterable[str],
+        timeout: float | None,
+        retry: RetryPolicy | None,
+    ) -> None:
+        # Not idempotent-safe: retried only when nothing was sent.
+        path = _private(image_id, suffix)
         body = {"shares": {"user_ids": check_user_ids(user_ids)}}
         await self._call(
             "POST", path, json_body=body, request_info=True, mode=RetryMode.UNSENT_ONLY,

@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -267,3 +267,24 @@ def _debug_traceback(state: State, exc: BaseException) -> None:
     if state.debug:
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         sys.stderr.write(state.output.redact(text))
+
+
+def delete_each(
+    ids: Sequence[str], delete: Callable[[Any, str], Awaitable[None]], what: str
+) -> None:
+    """Delete ``ids`` one by one with ``delete(ims, id)``; on a failure, say
+    which were deleted before it.  JSON: ``{"deleted": [...]}``."""
+    state = get_state()
+    deleted: list[str] = []
+
+    async def main() -> None:
+        async with state.session() as ims:
+            for item in ids:
+                await delete(ims, item)
+                deleted.append(item)
+
+    run(main, on_error=lambda exc: f"deleted before the failure: {deleted or 'none'}")
+    state.output.result(
+        {"deleted": deleted},
+        lambda: state.output.print("\n".join(f"deleted {what}{i}" for i in deleted)),
+    )

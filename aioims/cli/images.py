@@ -19,7 +19,7 @@ from ..models import (
     Platform,
     Usage,
 )
-from .context import get_state, global_options, run
+from .context import delete_each, get_state, global_options, run
 from .output import detail_table, image_table, page_footer, page_json, wire
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -237,19 +237,7 @@ def delete_cmd(image_ids: tuple[str, ...], yes: bool) -> None:
     state = get_state()
     if not yes and not state.json_mode and sys.stdin.isatty():
         click.confirm(f"Delete {len(image_ids)} image(s): {', '.join(image_ids)}?", abort=True)
-    deleted: list[str] = []
-
-    async def main() -> None:
-        async with state.session() as ims:
-            for image_id in image_ids:
-                await ims.delete_private_image(image_id)
-                deleted.append(image_id)
-
-    run(main, on_error=lambda exc: f"deleted before the failure: {deleted or 'none'}")
-    state.output.result(
-        {"deleted": deleted},
-        lambda: state.output.print("\n".join(f"deleted {i}" for i in deleted)),
-    )
+    delete_each(image_ids, lambda ims, i: ims.delete_private_image(i), "")
 
 
 @images.command("wait")

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from .context import get_state, global_options, run
+from .context import delete_each, get_state, global_options, run
 from .output import detail_table, page_footer, page_json, share_table, wire
 
 
@@ -138,20 +138,7 @@ def shared_delete(share_ids: tuple[str, ...]) -> None:
 
     JSON: {"deleted": [SHARE_ID, ...]}.
     """
-    state = get_state()
-    deleted: list[str] = []
-
-    async def main() -> None:
-        async with state.session() as ims:
-            for share_id in share_ids:
-                await ims.delete_shared_image(share_id)
-                deleted.append(share_id)
-
-    run(main, on_error=lambda exc: f"deleted before the failure: {deleted or 'none'}")
-    state.output.result(
-        {"deleted": deleted},
-        lambda: state.output.print("\n".join(f"deleted share {i}" for i in deleted)),
-    )
+    delete_each(share_ids, lambda ims, i: ims.delete_shared_image(i), "share ")
 
 
 @shared.command("copy")
