@@ -88,6 +88,17 @@ class ValidationError(IMSError, ValueError):
         self.field = field
 
 
+class JournalMismatchError(ValidationError):
+    """A journal (checkpoint) belongs to another upload: another account,
+    other image metadata, or a file that changed after its image was
+    uploaded.  Nothing was sent; ``differs`` names what does not match."""
+
+    def __init__(self, message: str, *, path: str | None, differs: list[str]) -> None:
+        super().__init__(message, field="checkpoint")
+        self.path = path
+        self.differs = differs
+
+
 # --- transport -------------------------------------------------------------
 
 
@@ -256,10 +267,17 @@ class UploadFailedError(TransferError):
         code: str | None = None,
         request_id: str | None = None,
         http_status: int | None = None,
+        resumable: bool = False,
+        upload_id: str | None = None,
     ) -> None:
         super().__init__(message, code=code, request_id=request_id, http_status=http_status)
         self.image_id = image_id
         self.stage = stage
+        #: True when running the same upload again (same journal/checkpoint)
+        #: continues where this one stopped.
+        self.resumable = resumable
+        #: The multipart upload concerned, if one was open.
+        self.upload_id = upload_id
 
 
 class ImageKilledError(UploadFailedError):

@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import inspect
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -16,12 +17,12 @@ import anyio
 import anyio.to_thread
 
 from .._protocol import quote_segment
-from .._transport import StreamResponse
 from ..config import RetryPolicy
 from ..errors import ChecksumMismatchError, ConnectionFailedError, ValidationError
 from ..models import Image, ImageStatus, UploadResult, UploadTarget
 from ..validation import check_id, check_non_negative, check_positive, check_upload_result
 from ._base import EndpointBase, parse_model
+from .download import ImageFile
 
 if TYPE_CHECKING:
     from ..transfer.events import EventStream, ProgressCallback
@@ -37,22 +38,6 @@ class BinaryWritable(Protocol):
 
 def _image_path(image_id: str, suffix: str) -> str:
     return f"/private-images/{quote_segment(check_id(image_id))}{suffix}"
-
-
-def _remove_quietly(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-
-
-def _check_complete(response: StreamResponse, written: int) -> None:
-    expected = response.content_length
-    encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
-    if expected is not None and not encoded and written != expected:
-        raise ConnectionFailedError(
-            f"download truncated: got {written} of {expected} bytes",
-            request_id=response.request_id,
-            http_status=response.status,
-        )
 
 
 class UploadEndpoints(EndpointBase):
@@ -92,6 +77,31 @@ class UploadEndpoints(EndpointBase):
             body["uploadId"] = upload_id
         await self._call("POST", path, json_body=body, timeout=timeout, retry=retry)
 
+    @contextlib.asynccontextmanager
+    async def open_image_file(
+        self,
+        image_id: str,
+        offset: int = 0,
+        *,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> AsyncIterator[ImageFile]:
+        """Open the image file from byte ``offset`` (HTTP Range):
+        ``async with ims.open_image_file(image_id, offset) as f: async for
+        chunk in f.chunks(): ...``.  ``GET /private-images/{image_id}/file``
+
+        The one download primitive (``download_private_image`` and the
+        migration use it): a server that ignores the range is read from the
+        start and the head skipped, so the chunks always start at
+        ``offset``; a truncated body raises
+        :class:`~aioims.ConnectionFailedError`.  ``timeout`` bounds
+        connecting and each read."""
+        path = _image_path(image_id, "/file")
+        offset = check_non_negative(offset, "offset")
+        headers = {"Range": f"bytes={offset}-"} if offset else None
+        async with self._stream("GET", path, headers=headers, timeout=timeout, retry=retry) as r:
+            yield ImageFile(r, offset)
+
     async def download_private_image(
         self,
         image_id: str,
@@ -120,29 +130,25 @@ class UploadEndpoints(EndpointBase):
         transfer events; both need a path.  Path downloads with any of these
         options run :func:`aioims.transfer.download.download_to_path`.
         """
-        path = _image_path(image_id, "/file")
+        check_id(image_id)
         check_positive(chunk_size, "chunk_size")
-        extras = resume or verify or progress is not None
         if isinstance(dest, (str, os.PathLike)):
             target = Path(os.fspath(dest))
             if not target.name:
                 raise ValidationError(f"dest: not a file path: {dest!r}", field="dest")
-            if extras:
-                from ..transfer.download import download_to_path  # heavy: imported lazily
+            from ..transfer.download import download_to_path  # heavy: imported lazily
 
-                return await download_to_path(
-                    self,  # type: ignore[arg-type]  # always an IMSSession
-                    image_id,
-                    target,
-                    path,
-                    resume=resume,
-                    verify=verify,
-                    progress=progress,
-                    chunk_size=chunk_size,
-                    timeout=timeout,
-                    retry=retry,
-                )
-            return await self._download_to_path(path, target, chunk_size, timeout, retry)
+            return await download_to_path(
+                self,  # type: ignore[arg-type]  # always an IMSSession
+                image_id,
+                target,
+                resume=resume,
+                verify=verify,
+                progress=progress,
+                chunk_size=chunk_size,
+                timeout=timeout,
+                retry=retry,
+            )
         if not callable(getattr(dest, "write", None)):
             raise ValidationError("dest: must be a path or a binary file object", field="dest")
         if resume or progress is not None:
@@ -150,7 +156,7 @@ class UploadEndpoints(EndpointBase):
         expected: tuple[int | None, str | None] = (None, None)
         if verify:
             expected = await self._expected_file(image_id, timeout, retry)
-        return await self._download_to_file(path, dest, chunk_size, timeout, retry, expected)
+        return await self._download_to_file(image_id, dest, chunk_size, timeout, retry, expected)
 
     async def _expected_file(
         self, image_id: str, timeout: float | None, retry: RetryPolicy | None
@@ -164,35 +170,9 @@ class UploadEndpoints(EndpointBase):
             return None, None
         return image.size, (image.checksum or "").lower() or None
 
-    async def _download_to_path(
-        self,
-        path: str,
-        target: Path,
-        chunk_size: int,
-        timeout: float | None,
-        retry: RetryPolicy | None,
-    ) -> int:
-        part = target.with_name(target.name + ".part")
-        written = 0
-        async with self._stream("GET", path, timeout=timeout, retry=retry) as response:
-            try:
-                async with await anyio.open_file(part, "wb") as out:
-                    async for chunk in response.iter_chunks(chunk_size):
-                        await out.write(chunk)
-                        written += len(chunk)
-                    _check_complete(response, written)
-                    await out.flush()
-                    await anyio.to_thread.run_sync(os.fsync, out.wrapped.fileno())
-                await anyio.to_thread.run_sync(os.replace, part, target)
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(_remove_quietly, part)
-                raise
-        return written
-
     async def _download_to_file(
         self,
-        path: str,
+        image_id: str,
         dest: BinaryWritable,
         chunk_size: int,
         timeout: float | None,
@@ -209,8 +189,8 @@ class UploadEndpoints(EndpointBase):
                 digest.update(chunk)
             dest.write(chunk)
 
-        async with self._stream("GET", path, timeout=timeout, retry=retry) as response:
-            async for chunk in response.iter_chunks(chunk_size):
+        async with self.open_image_file(image_id, timeout=timeout, retry=retry) as file:
+            async for chunk in file.chunks(chunk_size):
                 if write_is_async:
                     if digest is not None:
                         await anyio.to_thread.run_sync(digest.update, chunk)
@@ -218,12 +198,11 @@ class UploadEndpoints(EndpointBase):
                 else:
                     await anyio.to_thread.run_sync(hash_and_write, chunk)
                 written += len(chunk)
-            _check_complete(response, written)
             if expected_size is not None and written != expected_size:
                 raise ConnectionFailedError(
                     f"downloaded {written} bytes, the image has {expected_size}",
-                    request_id=response.request_id,
-                    http_status=response.status,
+                    request_id=file.request_id,
+                    http_status=file.status,
                 )
             if digest is not None and digest.hexdigest() != expected_md5:
                 raise ChecksumMismatchError(

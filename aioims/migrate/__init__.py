@@ -25,6 +25,7 @@ images and S3 parts in flight (fairly) and the bandwidth.  See
 ``docs/migration.md``.
 """
 
+from ..transfer import upload_stream_resumable
 from .api import default_ledger_path, migrate, run, select_entries
 from .budget import Budget, FairPartLimiter, ImageLimiter, TokenBucket, parse_rate, parse_size
 from .events import (
@@ -46,7 +47,6 @@ from .plan import Plan, PlanRow, plan
 from .report import EntryResult, Report, write_report
 from .runner import Migration
 from .sources import SourceError
-from .streaming import upload_stream_resumable
 
 __all__ = [
     "STAGES",

@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS entries (
     owner TEXT,
     lease_until REAL,
     create_sent_at REAL,
+    preexisting TEXT,
     started_at REAL,
     finished_at REAL,
     duration REAL NOT NULL DEFAULT 0,

@@ -1,9 +1,13 @@
-"""One entry's way through the stages (create → prepare → transfer → done →
-wait → verify), continuing from whatever stage the ledger recorded.
+"""One entry's way through the stages, continuing from whatever stage the
+ledger recorded.
 
-Each stage is written to the ledger as soon as it is reached, *before* the
-next call that depends on it; resuming looks at the image's real status
-(``get_image``) rather than trusting the ledger blindly.
+The stages themselves (create → prepare → multipart → done → wait) are the
+one lifecycle coordinator's (:class:`aioims.lifecycle.Coordinator`), with
+the ledger as its journal (:class:`~aioims.migrate.journal.LedgerJournal`):
+a ``file`` or ``ims`` entry is an upload, a ``url`` or ``shared`` entry an
+import or copy the service fills itself.  This module adds what is the
+migration's own: inspecting the source, the manifest's metadata, the
+transfer budget, and the final verification against the source.
 """
 
 from __future__ import annotations
@@ -11,27 +15,26 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import suppress
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import anyio
 import attrs
 
 from ..errors import ChecksumMismatchError, NotFoundError, UploadFailedError
+from ..lifecycle import Coordinator, SourceSpec
 from ..models import Image, ImageStatus
-from ..models.upload import UploadTarget
-from ..pagination import Filter
 from ..transfer import (
     BytesSent,
+    FileSource,
     PartDone,
+    PartSource,
+    ReopenableSource,
+    StageChanged,
     TransferEvent,
-    TransferResult,
     TransferStarted,
-    upload_file,
 )
-from ..transfer.s3 import S3Clients
 from .events import EntryProgress, EntryStage, EntryTransfer
+from .journal import LedgerJournal
 from .ledger import EntryState
 from .manifest import Entry
 from .sources import (
@@ -44,7 +47,6 @@ from .sources import (
     md5_of_url,
     open_ims_at,
 )
-from .streaming import upload_stream_resumable
 
 if TYPE_CHECKING:
     from .runner import Migration
@@ -60,9 +62,6 @@ _CREATE_ARGS = frozenset(
 )  # fmt: skip
 _IMPORT_ARGS = (_CREATE_ARGS - {"boot_mode"}) | {"volume_images"}
 _COPY_ARGS = frozenset({"name", "description", "tenant_id", "department_id", "resource_group_id"})
-#: How far back (before ``create_sent_at``) an image may have been created and
-#: still be taken as the one a crashed run created (clock skew).
-ADOPT_WINDOW = 3600.0
 
 
 @attrs.define(kw_only=True)
@@ -115,18 +114,43 @@ class EntryFlow:
         self.mig.note_size(entry.id, info.size)
         if entry.kind in ("url", "shared"):
             return await self.server_side(info)
-        image_id = state.image_id or (await self.create(info)).image_id
-        image = await self.get(image_id)
-        state = self.run.state
-        if image.status in (ImageStatus.QUEUED, ImageStatus.KILLED):
-            if not (state.stage == "done-sent" and image.status == ImageStatus.QUEUED):
-                await self.transfer(info, image_id)
-            await self.ims.upload_done(
-                image_id, result="success", upload_id=self.run.state.upload_id or None
-            )
-        self.leave_active_phase()
-        active = await self.wait(image_id)
-        return await self.verify(info, active)
+        assert info.size is not None
+        image, _ = await self.coordinator().run(
+            self.source_spec(info), journal=LedgerJournal(self),
+            create_kwargs=self.create_kwargs(info),
+        )  # fmt: skip
+        return await self.verify(info, image)
+
+    def coordinator(self) -> Coordinator:
+        return Coordinator(
+            self.ims, config=self.mig.transfer_config(), emit=self.on_transfer_event,
+            wait_timeout=self.mig.wait_timeout, poll_interval=self.mig.poll_interval,
+            verify=False,
+        )  # fmt: skip
+
+    def source_spec(self, info: SourceInfo) -> SourceSpec:
+        assert info.size is not None
+        size = info.size
+        if self.entry.kind == "file":
+            path = Path(self.entry.source)
+            return SourceSpec(size=size, open=lambda: FileSource(path), description=str(path))
+        spec = self.entry.source
+        session = self.mig.source_session(self.entry)
+        identity = f"ims:{spec['source']}/{spec['image_id']}#{info.checksum}"
+
+        def reopenable() -> PartSource:
+            opener = open_ims_at(session, spec["image_id"], timeout=self.mig.stream_timeout)
+            return ReopenableSource(opener, size, identity)
+
+        return SourceSpec(size=size, open=reopenable, description=identity)
+
+    def create_kwargs(self, info: SourceInfo) -> dict[str, Any]:
+        kwargs = self.kwargs(info, _CREATE_ARGS)
+        kwargs["name"] = self.entry.name or info.name or self.entry.id
+        return kwargs
+
+    def safe_id(self) -> str:
+        return self.entry.id.replace(":", "_").replace("/", "_")
 
     def leave_active_phase(self) -> None:
         """Waiting for the service does not use the transfer budget."""
@@ -167,63 +191,12 @@ class EntryFlow:
         merged["name"] = self.entry.name or info.name
         return {k: v for k, v in merged.items() if k in allowed and v is not None}
 
-    async def create(self, info: SourceInfo) -> Image:
-        entry, state = self.entry, self.run.state
-        name = entry.name or info.name or entry.id
-        if state.stage == "creating":
-            found = await self.adopt(name, state.create_sent_at)
-            if found is not None:
-                logger.info("%s: adopting image %s created by an interrupted run",
-                            entry.id, found.image_id)  # fmt: skip
-                await self.stage("created", image_id=found.image_id)
-                return found
-        if entry.kind == "file" or entry.kind == "ims":
-            kwargs = self.kwargs(info, _CREATE_ARGS)
-            kwargs["name"] = name
-            await self.stage("creating", name=name, create_sent_at=time.time())
-            image = await self.ims.create_private_image(**kwargs)
-        elif entry.kind == "url":
-            kwargs = self.kwargs(info, _IMPORT_ARGS)
-            kwargs.update(name=name, image_url=entry.source)
-            kwargs.setdefault("os_version", "")
-            if kwargs.get("visibility") != "private":
-                kwargs["visibility"] = "private"
-            await self.stage("creating", name=name, create_sent_at=time.time())
-            image = await self.ims.import_image(**kwargs)
-        else:
-            kwargs = self.kwargs(info, _COPY_ARGS)
-            kwargs["name"] = name
-            kwargs.setdefault("resource_group_id", "")
-            assert info.share_id is not None
-            await self.stage("creating", name=name, create_sent_at=time.time())
-            image = await self.ims.copy_shared_image(info.share_id, **kwargs)
-        await self.stage("created", image_id=image.image_id)
-        return image
-
-    async def adopt(self, name: str, sent_at: float | None) -> Image | None:
-        """The image an interrupted create made (same name, created after
-        the create was sent, not claimed by another entry), if any."""
-        taken = {s.image_id for s in await self.mig.ledger.all() if s.image_id}
-        since = datetime.fromtimestamp((sent_at or 0) - ADOPT_WINDOW, tz=timezone.utc)
-        candidates: list[tuple[datetime, Image]] = []
-        async for image in self.ims.iter_private_images(filter=Filter().name_equals(name)):
-            if image.name != name or image.image_id in taken:
-                continue
-            if image.status == ImageStatus.DELETED:
-                continue
-            created = _aware(image.created_at) if image.created_at is not None else since
-            if created >= since:
-                candidates.append((created, image))
-        return max(candidates, key=lambda c: c[0])[1] if candidates else None
-
     # -- transfer ----------------------------------------------------------------
-
-    def checkpoint_path(self) -> Path:
-        safe = self.entry.id.replace(":", "_").replace("/", "_")
-        return self.mig.ledger.checkpoint_dir / f"{safe}.json"
 
     def on_transfer_event(self, event: TransferEvent) -> None:
         run, entry_id = self.run, self.entry.id
+        if isinstance(event, StageChanged) and event.stage == "saving":
+            self.leave_active_phase()
         self.mig.publish(EntryTransfer(entry_id=entry_id, event=event))
         if isinstance(event, TransferStarted):
             run.total = event.total_bytes
@@ -238,61 +211,6 @@ class EntryFlow:
             self.mig.publish(EntryProgress(entry_id=entry_id, bytes_done=run.bytes_done,
                                            total_bytes=event.total_bytes))  # fmt: skip
 
-    async def transfer(self, info: SourceInfo, image_id: str) -> TransferResult | None:
-        """Upload the bytes; None when an interrupted run had already
-        completed the upload (crash before the ledger recorded it)."""
-        assert info.size is not None
-        size = info.size
-        resuming = self.run.state.stage == "uploading"
-        target = await self.ims.upload_prepare(image_id, size=size)
-        checkpoint = self.checkpoint_path()
-        left_over = resuming and not await anyio.Path(checkpoint).exists()
-        if left_over and await self.object_complete(target, size):
-            logger.info("%s: the object is already complete on S3", self.entry.id)
-            await self.stage("done-sent", md5=None, upload_id="")
-            return None
-        await self.stage("prepared")
-        await self.mig.ensure_checkpoint_dir()
-        await self.stage("uploading", checkpoint=str(checkpoint))
-
-        async def refresh() -> Any:
-            return await self.ims.upload_prepare(image_id, size=size)
-
-        config = self.mig.transfer_config()
-        started = time.monotonic()
-        self.run.sent = 0
-        if self.entry.kind == "file":
-            result = await upload_file(
-                target, self.entry.source, config=config, progress=self.on_transfer_event,
-                refresh=refresh, checkpoint=checkpoint, image_id=image_id, md5=True,
-            )  # fmt: skip
-        else:
-            spec = self.entry.source
-            source = self.mig.source_session(self.entry)
-            result = await upload_stream_resumable(
-                target, open_ims_at(source, spec["image_id"], timeout=self.mig.stream_timeout),
-                size=size, identity=f"ims:{spec['source']}/{spec['image_id']}#{info.checksum}",
-                config=config, progress=self.on_transfer_event, refresh=refresh,
-                checkpoint=checkpoint, image_id=image_id,
-            )  # fmt: skip
-        await self.stage(
-            "done-sent", md5=result.md5, upload_id=result.upload_id or "",
-            add_transfer=time.monotonic() - started, add_bytes=self.run.sent,
-        )  # fmt: skip
-        return result
-
-    async def object_complete(self, target: UploadTarget, size: int) -> bool:
-        """Does the image's object exist on S3 with ``size`` bytes?  (A
-        multipart checkpoint is deleted right after CompleteMultipartUpload:
-        a crash before the next ledger write leaves no other trace.)"""
-        try:
-            async with S3Clients(target, self.mig.transfer_config(), None, _ignore) as clients:
-                head = await clients.client.head_object(Bucket=target.bucket, Key=target.file)
-        except Exception as exc:  # NoSuchKey/404 and anything else: upload it
-            logger.debug("%s: HEAD of the object failed: %s", self.entry.id, exc)
-            return False
-        return int(head.get("ContentLength", -1)) == size
-
     # -- server-side kinds -------------------------------------------------------
 
     async def server_side(self, info: SourceInfo) -> Image:
@@ -306,24 +224,34 @@ class EntryFlow:
                     await self.ims.delete_private_image(image_id)
                 await self.stage("pending", image_id=None)
                 info = self.run.info = await self.inspect()
-                image_id = None
-        if image_id is None:
-            image_id = (await self.create(info)).image_id
-        self.leave_active_phase()
+        entry = self.entry
+        name = entry.name or info.name or entry.id
+        if entry.kind == "url":
+            kwargs = self.kwargs(info, _IMPORT_ARGS)
+            kwargs.update(name=name, image_url=entry.source)
+            kwargs.setdefault("os_version", "")
+            kwargs["visibility"] = "private"
+
+            async def create() -> Image:
+                return await self.ims.import_image(**kwargs)
+        else:
+            kwargs = self.kwargs(info, _COPY_ARGS)
+            kwargs["name"] = name
+            kwargs.setdefault("resource_group_id", "")
+            assert info.share_id is not None
+            share_id = info.share_id
+
+            async def create() -> Image:
+                return await self.ims.copy_shared_image(share_id, **kwargs)
+
         started = time.monotonic()
-        active = await self.wait(image_id)
+        image, _ = await self.coordinator().run(
+            None, journal=LedgerJournal(self), create_kwargs={"name": name}, create=create
+        )
         await self.mig.ledger.update(self.entry.id, add_transfer=time.monotonic() - started)
-        return await self.verify(info, active)
+        return await self.verify(info, image)
 
     # -- wait and verify ---------------------------------------------------------
-
-    async def wait(self, image_id: str) -> Image:
-        image = await self.ims.wait_for_image(
-            image_id, until=ImageStatus.ACTIVE, timeout=self.mig.wait_timeout,
-            interval=self.mig.poll_interval,
-        )  # fmt: skip
-        await self.stage("active", size=image.size)
-        return image
 
     async def verify(self, info: SourceInfo, image: Image) -> Image:
         entry, state = self.entry, self.run.state
@@ -366,11 +294,3 @@ class EntryFlow:
             md5, _ = await md5_of_url(self.ims.http_session, str(entry.source))
             return md5
         return info.checksum
-
-
-def _ignore(count: int) -> None:
-    pass
-
-
-def _aware(stamp: datetime) -> datetime:
-    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=timezone.utc)

@@ -56,7 +56,7 @@ _COLUMNS = frozenset(
     {
         "name", "stage", "resume_stage", "image_id", "upload_id", "checkpoint", "size", "md5",
         "expected_md5", "verified", "attempts", "error_code", "error_message", "request_id",
-        "error_stage", "create_sent_at", "started_at", "finished_at",
+        "error_stage", "create_sent_at", "started_at", "finished_at", "preexisting",
     }
 )  # fmt: skip
 
@@ -92,6 +92,8 @@ class EntryState:
     owner: str | None = None
     lease_until: float | None = None
     create_sent_at: float | None = None
+    #: JSON list of the same-name image ids that existed before the create.
+    preexisting: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
     duration: float = 0.0
@@ -156,6 +158,9 @@ class Ledger:
             db.execute("PRAGMA foreign_keys=ON")
             with immediate(db):
                 create_schema(db)
+                columns = {row[1] for row in db.execute("PRAGMA table_info(entries)")}
+                if "preexisting" not in columns:  # ledgers written by aioims 0.1
+                    db.execute("ALTER TABLE entries ADD COLUMN preexisting TEXT")
                 db.execute(
                     "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)",
                     (str(SCHEMA_VERSION),),

@@ -25,14 +25,13 @@ import anyio
 import anyio.to_thread
 import attrs
 
-from .._protocol import quote_segment
 from ..errors import ConnectionFailedError, IMSError, NotFoundError, ServerHTTPError
 from ..models import Image, ImageShare, ImageStatus
 from .manifest import Entry
 
 if TYPE_CHECKING:
     from ..session import IMSSession
-    from .streaming import OpenAt
+    from ..transfer import OpenAt
 
 __all__ = [
     "SourceError",
@@ -216,29 +215,16 @@ async def inspect_ims(source: IMSSession, entry: Entry) -> SourceInfo:
 
 
 def open_ims_at(source: IMSSession, image_id: str, *, timeout: float | None = None) -> OpenAt:
-    """``open_at(offset)`` for :func:`~aioims.migrate.streaming.upload_stream_resumable`:
-    the image file from ``offset`` (HTTP Range), in 1 MiB chunks."""
-    path = f"/private-images/{quote_segment(image_id)}/file"
+    """``open_at(offset)`` for :func:`~aioims.transfer.upload_stream_resumable`:
+    the image file from ``offset``, in 1 MiB chunks, through the one download
+    primitive (:meth:`IMSSession.open_image_file`)."""
 
     @asynccontextmanager
     async def open_at(offset: int) -> AsyncIterator[AsyncIterator[bytes]]:
-        headers = {"Range": f"bytes={offset}-"} if offset else None
-        async with source._stream("GET", path, headers=headers, timeout=timeout) as resp:
-            chunks = resp.iter_chunks(_CHUNK)
-            if offset and resp.status != 206:  # Range ignored: skip the head ourselves
-                chunks = _skip_head(chunks, offset)
-            yield chunks
+        async with source.open_image_file(image_id, offset, timeout=timeout) as file:
+            yield file.chunks(_CHUNK)
 
     return open_at
-
-
-async def _skip_head(chunks: AsyncIterator[bytes], count: int) -> AsyncIterator[bytes]:
-    async for chunk in chunks:
-        if count >= len(chunk):
-            count -= len(chunk)
-            continue
-        yield chunk[count:]
-        count = 0
 
 
 # --- shared ------------------------------------------------------------------

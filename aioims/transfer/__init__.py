@@ -15,6 +15,7 @@ the temporary target that ``upload-prepare`` hands out.
 See ``docs/uploading.md``.
 """
 
+from .checkpoint import Checkpoint, FilePartJournal, JournalFile, PartJournal, SourceIdentity
 from .config import (
     MAX_OBJECT_SIZE,
     MAX_PART_SIZE,
@@ -30,6 +31,7 @@ from .config import (
     adjust_part_size,
     plan_parts,
 )
+from .driver import drive
 from .errors import (
     CredentialsExpiredError,
     PartUploadError,
@@ -44,6 +46,7 @@ from .events import (
     PartRetried,
     PartStarted,
     ProgressCallback,
+    StageChanged,
     StatusChanged,
     TransferCompleted,
     TransferEvent,
@@ -52,7 +55,14 @@ from .events import (
 )
 from .results import CompletedPart, TransferResult
 from .s3 import CREDENTIAL_ERROR_CODES, RefreshCallable
-from .stream import upload_fileobj, upload_stream
+from .sources import (
+    FileSource,
+    OpenAt,
+    PartSource,
+    ReopenableSource,
+    StreamSource,
+)
+from .stream import upload_fileobj, upload_stream, upload_stream_resumable
 from .upload import upload_file
 
 __all__ = [
@@ -62,24 +72,35 @@ __all__ = [
     "MAX_PART_SIZE",
     "MIN_PART_SIZE",
     "BytesSent",
+    "Checkpoint",
     "CompletedPart",
     "CredentialsExpiredError",
     "CredentialsRefreshed",
     "EventStream",
+    "FilePartJournal",
+    "FileSource",
     "GiB",
+    "JournalFile",
     "KiB",
     "MiB",
+    "OpenAt",
     "PartDone",
+    "PartJournal",
     "PartLimiter",
     "PartPlan",
     "PartRetried",
+    "PartSource",
     "PartStarted",
     "PartUploadError",
     "ProgressCallback",
     "RefreshCallable",
+    "ReopenableSource",
     "S3TransferError",
     "SourceChangedError",
+    "SourceIdentity",
+    "StageChanged",
     "StatusChanged",
+    "StreamSource",
     "TiB",
     "TransferCompleted",
     "TransferConfig",
@@ -88,8 +109,10 @@ __all__ = [
     "TransferResult",
     "TransferStarted",
     "adjust_part_size",
+    "drive",
     "plan_parts",
     "upload_file",
     "upload_fileobj",
     "upload_stream",
+    "upload_stream_resumable",
 ]

@@ -25,7 +25,7 @@ import anyio
 
 from .config import PartPlan, TransferConfig
 from .errors import CredentialsExpiredError, PartUploadError, S3TransferError
-from .events import BytesSent, Emitter, PartDone, PartRetried, PartStarted
+from .events import Emitter, PartDone, PartRetried, PartStarted
 from .results import CompletedPart
 from .s3 import FailureKind, S3Clients, S3Failure, classify
 
@@ -39,6 +39,7 @@ _OPERATION_NAMES = {
     "complete_multipart_upload": "CompleteMultipartUpload",
     "abort_multipart_upload": "AbortMultipartUpload",
     "head_object": "HeadObject",
+    "list_multipart_uploads": "ListMultipartUploads",
 }
 
 
@@ -137,7 +138,7 @@ class Engine:
                 response: dict[str, Any] = await getattr(client, method)(**params)
                 return response
             except Exception as exc:
-                failure = classify(exc)
+                failure = self._classify(exc, generation)
                 if failure is None:
                     raise
                 if failure.kind is FailureKind.CREDENTIALS:
@@ -176,6 +177,13 @@ class Engine:
                         PartRetried(part_number, attempt, failure.message, failure.code, delay)
                     )
                 await anyio.sleep(delay)
+
+    def _classify(self, exc: BaseException, generation: int) -> S3Failure | None:
+        method = getattr(self.clients, "classify", None)
+        if method is not None:
+            result: S3Failure | None = method(exc, generation)
+            return result
+        return classify(exc)
 
     def _error(
         self, operation: str, part_number: int | None, attempts: int, failure: S3Failure
@@ -275,12 +283,56 @@ class Engine:
             part.etag,
         )
         self.emitter.emit(PartDone(part.part_number, part.size, part.etag))
-        self.emitter.emit(BytesSent(self.bytes_done, self.plan.size))
 
-    async def complete(self) -> str | None:
-        """Complete the upload; returns the object's ETag."""
+    async def list_uploads(self) -> list[tuple[str, str]]:
+        """``(key, upload_id)`` of every multipart upload in progress under
+        our key (``ListMultipartUploads`` with ``Prefix`` = the key, all
+        pages); only those whose key is exactly ours are returned."""
+        found: list[tuple[str, str]] = []
+        params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.key}
+        while True:
+            page = await self.call("list_multipart_uploads", params, max_attempts=3)
+            for item in page.get("Uploads", []) or []:
+                if item.get("Key") == self.key and item.get("UploadId"):
+                    found.append((str(item["Key"]), str(item["UploadId"])))
+            if not page.get("IsTruncated"):
+                return found
+            key_marker = page.get("NextKeyMarker")
+            id_marker = page.get("NextUploadIdMarker")
+            if not key_marker and not id_marker:
+                return found
+            params = {**params, "KeyMarker": key_marker or "", "UploadIdMarker": id_marker or ""}
+
+    async def head(self) -> dict[str, Any] | None:
+        """HEAD of our object; None when it does not exist."""
+        try:
+            return await self.call("head_object", self._ids(), max_attempts=3)
+        except S3TransferError as err:
+            if err.code in ("NoSuchKey", "404", "NotFound") or err.http_status == 404:
+                return None
+            raise
+
+    async def object_is(self, size: int, etag: str | None) -> bool:
+        """Is our object there with ``size`` bytes (and ``etag``, when known)?"""
+        head = await self.head()
+        if head is None:
+            return False
+        if int(head.get("ContentLength", -1)) != size:
+            return False
+        return etag is None or str(head.get("ETag", "")) == etag
+
+    async def complete(self) -> str:
+        """Complete the upload; returns the object's ETag.
+
+        An upload found gone (``NoSuchUpload``, radosgw's ``NoSuchKey``, or
+        radosgw's ``InternalError`` for an aborted upload) is accepted when
+        the object is there with exactly our size and multipart ETag: an
+        earlier attempt (or an interrupted run) completed it.  An empty ETag
+        in the answer (radosgw) is replaced by the computed multipart ETag.
+        """
         assert self.upload_id is not None
         parts = [self.parts[n] for n in sorted(self.parts)]
+        expected = multipart_etag(parts)
         params = {
             **self._ids(),
             "UploadId": self.upload_id,
@@ -289,24 +341,24 @@ class Engine:
             },
         }
         try:
-            response = await self.call("complete_multipart_upload", params)
+            response = await self.call("complete_multipart_upload", params, max_attempts=3)
         except S3TransferError as err:
-            # A retried Complete may find the upload gone because the first
-            # attempt did complete it: accept if the object is exactly ours.
-            if err.code != "NoSuchUpload" or err.attempts < 2:
+            if not (upload_gone(err.code, "CompleteMultipartUpload") or err.transient):
                 raise
-            expected = multipart_etag(parts)
-            head = await self.call("head_object", self._ids())
-            if expected is None or head.get("ETag") != expected:
+            if not await self.object_is(self.plan.size, expected):
                 raise
-            response = head
+            logger.debug("upload %s was already complete", self.upload_id)
+            return expected or ""
         logger.debug("multipart upload %s completed", self.upload_id)
-        etag = response.get("ETag")
-        return None if etag is None else str(etag)
+        etag = str(response.get("ETag") or "")
+        if not etag.strip('"'):
+            etag = expected or ""
+        return etag
 
     async def abort(self, upload_id: str | None = None) -> bool:
         """Abort ``upload_id`` (default: ours); bounded by ``abort_timeout``
-        and shielded.  True when the upload is gone."""
+        and shielded.  True when we aborted it or it was already gone (the
+        caller checks whether a gone upload had been completed)."""
         upload_id = upload_id or self.upload_id
         if upload_id is None:
             return True
@@ -318,7 +370,7 @@ class Engine:
                     max_attempts=min(3, self.config.max_attempts_per_part),
                 )
             except S3TransferError as err:
-                if err.code == "NoSuchUpload":
+                if upload_gone(err.code, "AbortMultipartUpload"):
                     return True
                 logger.warning("could not abort multipart upload %s: %s", upload_id, err)
                 return False
@@ -330,3 +382,18 @@ class Engine:
             self.config.abort_timeout,
         )
         return False
+
+
+def upload_gone(code: str | None, operation: str) -> bool:
+    """Does this error code mean the multipart upload no longer exists?
+    (The classification lives in :mod:`aioims.transfer.s3`.)"""
+    from . import s3
+
+    rule = getattr(s3, "is_upload_gone", None)
+    if rule is not None:
+        return bool(rule(code, operation))
+    return code == "NoSuchUpload" or (
+        code == "NoSuchKey"
+        and operation
+        in ("ListParts", "UploadPart", "CompleteMultipartUpload", "AbortMultipartUpload")
+    )

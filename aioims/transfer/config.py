@@ -26,6 +26,8 @@ MAX_OBJECT_SIZE = 5 * TiB
 MAX_SINGLE_PUT_SIZE = 5 * GiB
 
 _CHECKSUM_MODES = ("when_supported", "when_required")
+_PART_CHECKSUMS = ("auto", "crc32c", "md5", None)
+_SENDERS = ("aiohttp", "thread")
 
 
 @runtime_checkable
@@ -112,6 +114,19 @@ class TransferConfig:
     #: single PutObject) also holds one of its slots, from before it is read
     #: until its buffer is released.  ``max_concurrency`` still applies.
     part_limiter: PartLimiter | None = attrs.field(default=None, eq=False, repr=False)
+    #: Per-part integrity: ``"md5"`` (Content-MD5), ``"crc32c"``
+    #: (``x-amz-checksum-crc32c``), ``"auto"`` (CRC32C where the endpoint
+    #: honours it, else Content-MD5) or ``None`` (none).  ``content_md5=False``
+    #: turns per-part checksums off whatever this says.
+    part_checksum: str | None = "md5"
+    #: How part bodies reach the socket: ``"aiohttp"`` (aiobotocore's own
+    #: session, bytes written by the event loop) or ``"thread"`` (a shared
+    #: pool of worker threads with keep-alive sockets, plugged into
+    #: aiobotocore through ``AioConfig(http_session_cls=...)``).
+    sender: str = "aiohttp"
+    #: Testing hook: ``factory(client_kwargs)`` returns an async context
+    #: manager yielding an S3 client (instead of aiobotocore's), e.g. a fake.
+    s3_client_factory: Any = attrs.field(default=None, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         def bad(field: str, why: str) -> ValidationError:
@@ -148,6 +163,12 @@ class TransferConfig:
             raise bad("region", "must be a non-empty string")
         if self.ca_bundle is not None and not isinstance(self.ca_bundle, str):
             raise bad("ca_bundle", "must be a path string or None")
+        if self.part_checksum not in _PART_CHECKSUMS:
+            raise bad("part_checksum", f"must be one of {_PART_CHECKSUMS}")
+        if self.sender not in _SENDERS:
+            raise bad("sender", f"must be one of {_SENDERS}")
+        if self.s3_client_factory is not None and not callable(self.s3_client_factory):
+            raise bad("s3_client_factory", "must be callable")
         if self.part_limiter is not None and not isinstance(self.part_limiter, PartLimiter):
             raise bad("part_limiter", "must have async acquire(owner, nbytes) and release(owner)")
 

@@ -5,11 +5,16 @@
 * the body goes to ``<dest>.part``; only a complete (and, with ``verify``,
   MD5-checked) file is renamed to ``dest`` — never a truncated file under the
   final name;
-* ``resume=True`` continues an existing ``<dest>.part`` with an HTTP
-  ``Range: bytes=N-`` request (its first ``N`` bytes are hashed again, in a
-  worker thread, for the MD5); a server that ignores the range (``200``)
-  restarts the file from zero; with ``resume=False`` a failed or cancelled
-  download removes the ``.part`` file, with ``resume=True`` it is kept;
+* the bytes come from :meth:`IMSSession.open_image_file`, the one download
+  primitive (its range policy: a server that ignores ``Range`` is read from
+  the start and the head skipped);
+* ``resume=True`` continues an existing ``<dest>.part`` from its length
+  (its bytes are hashed again, in a worker thread, for the MD5); with
+  ``resume=False`` a failed or cancelled download removes the ``.part``
+  file, with ``resume=True`` it is kept;
+* the ``.part`` file is opened with ``O_NOFOLLOW`` (a symlink there is an
+  error, never followed) and created with the umask's mode, like any file
+  the user writes (qemu/libvirt read the result);
 * memory stays bounded: the body is written in blocks of ``chunk_size``;
   writing and hashing run in worker threads, never on the event loop;
 * ``verify=True`` reads the image first (``get_image``) and compares the
@@ -27,16 +32,16 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
-import re
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 import anyio
 import attrs
 
-from ..errors import ChecksumMismatchError, ConnectionFailedError
+from ..errors import ChecksumMismatchError, ConnectionFailedError, ValidationError
 from ..models import ImageStatus
 from ._emitting import run_with_emitter
 from .events import Emitter, EventStream, ProgressCallback, TransferEvent
@@ -45,7 +50,6 @@ if TYPE_CHECKING:
     from ..config import RetryPolicy
     from ..session import IMSSession
 
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _REHASH_BLOCK = 8 << 20
 
 
@@ -84,14 +88,24 @@ class _PartFile:
 
     def open(self, resume: bool) -> int:
         """Open for appending; with ``resume`` hash what is there already."""
-        if resume and self.path.exists():
-            self._file = open(self.path, "r+b")  # noqa: SIM115 - closed in close()
-            while block := self._file.read(_REHASH_BLOCK):
-                self.md5.update(block)
-                self.size += len(block)
-        else:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            self._file = os.fdopen(fd, "wb")
+        nofollow = getattr(os, "O_NOFOLLOW", 0)
+        try:
+            if resume and os.path.lexists(self.path):
+                fd = os.open(self.path, os.O_RDWR | nofollow)
+                self._file = os.fdopen(fd, "r+b")
+                while block := self._file.read(_REHASH_BLOCK):
+                    self.md5.update(block)
+                    self.size += len(block)
+            else:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | nofollow, 0o666)
+                self._file = os.fdopen(fd, "wb")
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise ValidationError(
+                    f"{self.path} is a symbolic link: refusing to write through it",
+                    field="dest",
+                ) from None
+            raise
         return self.size
 
     def restart(self) -> None:
@@ -131,7 +145,6 @@ async def download_to_path(
     ims: IMSSession,
     image_id: str,
     dest: Path,
-    api_path: str,
     *,
     resume: bool = False,
     verify: bool = True,
@@ -161,8 +174,7 @@ async def download_to_path(
             emitter.emit(DownloadStarted(image_id, expected_size, offset))
         else:
             await _receive(
-                ims, api_path, part, offset, expected_size, image_id, emitter,
-                chunk_size, timeout, retry,
+                ims, part, offset, expected_size, image_id, emitter, chunk_size, timeout, retry,
             )  # fmt: skip
         await anyio.to_thread.run_sync(part.finish)
         md5 = part.md5.hexdigest()
@@ -195,7 +207,6 @@ async def download_to_path(
 
 async def _receive(
     ims: IMSSession,
-    api_path: str,
     part: _PartFile,
     offset: int,
     expected_size: int | None,
@@ -205,33 +216,12 @@ async def _receive(
     timeout: float | None,
     retry: RetryPolicy | None,
 ) -> None:
-    headers = {"Range": f"bytes={offset}-"} if offset else None
-    async with ims._stream("GET", api_path, headers=headers, timeout=timeout, retry=retry) as resp:
-        total = expected_size
-        if offset and resp.status == 206:
-            match = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
-            if match is None or int(match.group(1)) != offset:
-                raise ConnectionFailedError(
-                    f"unexpected Content-Range {resp.headers.get('Content-Range')!r} "
-                    f"for a download resumed at {offset}",
-                    http_status=resp.status,
-                    request_id=resp.request_id,
-                )
-            if total is None and match.group(3) != "*":
-                total = int(match.group(3))
-        else:
-            if offset:  # the server sent the whole file: start over
-                await anyio.to_thread.run_sync(part.restart)
-                offset = 0
-            if total is None and resp.content_length is not None:
-                total = resp.content_length
+    async with ims.open_image_file(image_id, offset, timeout=timeout, retry=retry) as file:
+        total = expected_size if expected_size is not None else file.total
         emitter.emit(DownloadStarted(image_id, total, offset))
-        expected_body = resp.content_length
-        received = 0
         pending = bytearray()
-        async for chunk in resp.iter_chunks(chunk_size):
+        async for chunk in file.chunks(chunk_size):
             pending += chunk
-            received += len(chunk)
             if len(pending) >= chunk_size:
                 block, pending = pending, bytearray()
                 await anyio.to_thread.run_sync(part.write, block)
@@ -239,9 +229,3 @@ async def _receive(
         if pending:
             await anyio.to_thread.run_sync(part.write, pending)
             emitter.emit(BytesReceived(part.size, total))
-        if expected_body is not None and received != expected_body:
-            raise ConnectionFailedError(
-                f"download truncated: got {received} of {expected_body} bytes",
-                http_status=resp.status,
-                request_id=resp.request_id,
-            )

@@ -17,7 +17,11 @@ see ``docs/uploading.md`` for the rules.
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from ..errors import TransferError
+
+_E = TypeVar("_E", bound=Any)
 
 
 class S3TransferError(TransferError):
@@ -48,10 +52,29 @@ class S3TransferError(TransferError):
         #: True when the last failure was a transient one (5xx, reset, timeout)
         #: and the attempts ran out; a later resume may well succeed.
         self.transient = transient
-        #: Set by the engine: was the multipart upload aborted?
+        #: Was the multipart upload aborted?  (The error the driver raises
+        #: is built with the outcome: :meth:`with_outcome`.)
         self.aborted = False
-        #: Set by the engine: can a later run resume from the checkpoint?
+        #: Can a later run resume from the journal?
         self.resumable = False
+
+
+    def with_outcome(self, *, aborted: bool, resumable: bool) -> S3TransferError:
+        """A copy of this error that says what became of the upload."""
+        return _with_outcome(self, aborted, resumable)
+
+
+def _with_outcome(exc: _E, aborted: bool, resumable: bool) -> _E:
+    cls = type(exc)
+    clone: _E = cls.__new__(cls, *exc.args)
+    clone.args = exc.args
+    clone.__dict__.update(exc.__dict__)
+    clone.__cause__ = exc.__cause__
+    clone.__suppress_context__ = exc.__suppress_context__
+    clone.aborted = aborted
+    clone.resumable = resumable
+    clone.__traceback__ = exc.__traceback__
+    return clone
 
 
 class PartUploadError(S3TransferError):
@@ -83,3 +106,7 @@ class SourceChangedError(TransferError):
         super().__init__(message, code="SourceChanged")
         self.aborted = False
         self.resumable = False
+
+    def with_outcome(self, *, aborted: bool, resumable: bool) -> SourceChangedError:
+        """A copy of this error that says what became of the upload."""
+        return _with_outcome(self, aborted, resumable)

@@ -121,6 +121,22 @@ class StatusChanged(TransferEvent):
     status: str
 
 
+#: The stages of an image upload, in order (``StageChanged.stage``).
+UPLOAD_STAGES = ("creating", "preparing", "uploading", "saving", "verifying", "active")
+
+
+@attrs.frozen
+class StageChanged(TransferEvent):
+    """The upload coordinator entered a stage of the image lifecycle:
+    ``creating`` (or adopting/reusing an image), ``preparing`` (upload-prepare),
+    ``uploading`` (the S3 transfer), ``saving`` (upload-done sent, the service
+    verifies), ``verifying`` (the client compares size and MD5), ``active``
+    (done).  ``image_id`` is None until the image exists."""
+
+    stage: str
+    image_id: str | None = None
+
+
 TERMINAL_EVENTS = (TransferCompleted, TransferFailed)
 
 ProgressCallback = Union[  # noqa: UP007 - a runtime alias, Python 3.10 compatible
@@ -279,6 +295,11 @@ class Emitter:
             self._sync = progress
         else:
             raise TypeError("progress must be a callable, an async callable or an EventStream")
+
+    @property
+    def active(self) -> bool:
+        """Does anybody listen?"""
+        return self._stream is not None or self._async is not None or self._sync is not None
 
     def start(self, task_group: TaskGroup) -> None:
         if self._async is not None:

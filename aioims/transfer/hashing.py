@@ -35,6 +35,22 @@ def new_md5() -> Any:
     return hashlib.md5(usedforsecurity=False)
 
 
+class PartBuffer(io.BytesIO):
+    """A part buffer that reports how far it has been read: the HTTP client
+    reads the body in chunks as it writes them to the socket, so
+    ``on_read(position)`` gives progress at byte granularity (not per
+    finished part).  ``on_read`` is None when nobody listens."""
+
+    on_read: Callable[[int], None] | None = None
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        data = super().read(size)
+        callback = self.on_read
+        if callback is not None and data:
+            callback(self.tell())
+        return data
+
+
 def new_part_buffer(length: int) -> io.BytesIO:
     """A BytesIO that owns a zero-filled buffer of ``length`` bytes.
 
@@ -50,7 +66,7 @@ def new_part_buffer(length: int) -> io.BytesIO:
     copy.  (Zero-filling with a seek/write would touch every page while
     holding the GIL: ~1 ms per MiB here, a stall of the event loop.)
     """
-    return io.BytesIO(bytes(length))
+    return PartBuffer(bytes(length))
 
 
 def _pread_into(fd: int, view: memoryview, offset: int) -> None:
@@ -216,18 +232,22 @@ class PartSlots:
 
 
 class OrderedHasher:
-    """Whole-file MD5 over parts that arrive out of order."""
+    """Whole-file MD5 over parts that arrive out of order.
+
+    Parts in ``resumed`` (already on S3) are not uploaded again; their bytes
+    are fed by ``rehash(hasher, offset, length)`` in a worker thread (e.g.
+    :meth:`aioims.transfer.sources.FileSource.hash_range`)."""
 
     def __init__(
         self,
         plan: PartPlan,
         resumed: set[int],
-        fd: int | None,
+        rehash: Callable[[Any, int, int], None] | None,
         release: Callable[[int], None],
     ) -> None:
         self._plan = plan
         self._resumed = resumed
-        self._fd = fd
+        self._rehash = rehash
         self._release = release
         self._md5 = new_md5()
         self._ready: dict[int, io.BytesIO] = {}
@@ -242,11 +262,10 @@ class OrderedHasher:
     async def run(self) -> None:
         for number in range(1, self._plan.part_count + 1):
             if number in self._resumed:
-                assert self._fd is not None
+                assert self._rehash is not None
                 await anyio.to_thread.run_sync(
-                    hash_range,
+                    self._rehash,
                     self._md5,
-                    self._fd,
                     self._plan.part_offset(number),
                     self._plan.part_length(number),
                 )

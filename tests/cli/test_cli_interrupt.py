@@ -16,7 +16,6 @@ import pytest
 from cli_helpers import CLI, Runner, cli_env, make_file, md5
 
 from aioims.testing import EmulatorProcess
-from aioims.uploader import checkpoint_path_for
 
 MiB = 1 << 20
 DELAY_LATER_PARTS = {
@@ -90,7 +89,7 @@ def _interrupt_after_first_part(args: list[str], env: dict[str, str],
 
 def _rerun(hint_stderr: str) -> list[str]:
     """The command the CLI printed, as argv for ``python -m aioims.cli``."""
-    match = re.search(r"^\s+(aioims .*--resume)\s*$", hint_stderr, re.M)
+    match = re.search(r"^\s+(aioims upload .*)$", hint_stderr, re.M)
     assert match, hint_stderr
     argv = shlex.split(match.group(1))
     assert argv[0] == "aioims"
@@ -109,7 +108,9 @@ def test_ctrl_c_aborts_the_upload_and_says_how_to_resume(
          "--concurrency", "1"], env, sig)
     assert rc == 130, err
     assert "interrupted" in err
-    assert "resume with" in err and "--resume" in err
+    # nothing was kept (no --resume): the hint uploads again, it does not "resume"
+    assert "upload again with:" in err
+    assert "resume with" not in err and "--resume" not in err
     image_id = re.search(r"\] image (img-[a-z0-9]+)", err).group(1)  # type: ignore[union-attr]
     assert f"--image-id {image_id}" in err
     assert "Traceback" not in err
@@ -139,9 +140,12 @@ def test_ctrl_c_with_resume_keeps_parts_and_continues(
          "--concurrency", "1", "--resume"], env)
     assert rc == 130, err
     assert "parts kept for --resume" in err
+    assert "resume with:" in err and _rerun(err)[-1] == "--resume"
     image_id = re.search(r"\] image (img-[a-z0-9]+)", err).group(1)  # type: ignore[union-attr]
     assert len(_multipart_uploads(cli_emulator, image_id)) == 1
-    checkpoint = checkpoint_path_for(cli_home / ".cache" / "aioims" / "checkpoints", source)
+    checkpoints = list((cli_home / ".cache" / "aioims" / "checkpoints").glob("upload-*.json"))
+    assert len(checkpoints) == 1
+    checkpoint = checkpoints[0]
     assert checkpoint.exists()
 
     cli_emulator.clear_s3_faults()

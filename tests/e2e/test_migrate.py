@@ -195,7 +195,7 @@ async def test_failing_entries_do_not_stop_the_others(
     assert status["no-share"].error_code == "SourceMissing"
     fault = status["fault"]
     assert fault.error_code == "IMG.OperationFailed.UploadNotPermission"
-    assert fault.request_id and fault.error_stage == "created" and fault.attempts == 1
+    assert fault.request_id and fault.error_stage == "uploading" and fault.attempts == 1
     assert fault.image_id is not None
     zero = status["zero-disk"]  # the service refuses minDisk 0 at create
     assert zero.error_code == "IMG.InvalidParameter" and zero.request_id

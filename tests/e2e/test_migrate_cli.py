@@ -12,7 +12,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,22 +80,15 @@ def upload_as_bob(emulator: Any, tmp_path: Path, sizes: list[int], prefix: str) 
     return anyio.run(main)
 
 
-def interrupt(args: list[str], env: dict[str, str], signum: int, ready: Any,
-              timeout: float = 60) -> subprocess.CompletedProcess[str]:  # fmt: skip
-    """Run the CLI (bandwidth-capped so it cannot finish first), send
-    ``signum`` once ``ready()`` is true."""
-    proc = subprocess.Popen([*args, "--bandwidth", "12M"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
-    deadline = time.monotonic() + timeout
-    try:
-        while not ready():
-            assert proc.poll() is None, "the run ended before it was interrupted"
-            assert time.monotonic() < deadline, "no progress in the ledger"
-            time.sleep(0.1)
-    finally:
-        proc.send_signal(signum)
-        _, stderr = proc.communicate(timeout=60)
-    return subprocess.CompletedProcess(args, proc.returncode, "", stderr)
+HARNESS = str(Path(__file__).with_name("crash_harness.py"))
+
+
+def interrupt(args: list[str], env: dict[str, str], at: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI and signal it exactly at the hook point ``at``
+    (``part:after#4`` = SIGKILL when the 4th part is stored, ``...@INT``)."""
+    return subprocess.run([sys.executable, HARNESS, at, "--", *args[3:]], env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          timeout=180)  # fmt: skip
 
 
 def metadata_defaults(emulator: Any) -> dict[str, Any]:
@@ -146,18 +138,18 @@ def test_sigkill_then_rerun_finishes_everything_once(
     def verified() -> int:
         return ledger_rows(ledger, "SELECT count(*) FROM entries WHERE stage='verified'")[0][0]
 
-    # Run 1: SIGKILL once parts of both big entries and one whole image are done.
-    first = interrupt(args, env, signal.SIGKILL, lambda: ledger.exists() and logged("big") >= 2
-                      and logged("stream") >= 1 and verified() >= 1)  # fmt: skip
-    assert first.returncode == -signal.SIGKILL
+    # Run 1: SIGKILL when the 4th part (of "big" or "stream") is stored.
+    first = interrupt(args, env, "part:after#4")
+    assert first.returncode == -signal.SIGKILL, first.stderr
     killed = dict(ledger_rows(ledger, "SELECT entry_id, stage FROM entries"))
-    assert killed["big"] == "uploading" and killed["stream"] == "uploading"
-    assert ledger_rows(ledger, "SELECT count(*) FROM entries WHERE owner IS NOT NULL")[0][0] >= 2
+    assert "uploading" in (killed["big"], killed["stream"])
+    assert ledger_rows(ledger, "SELECT count(*) FROM entries WHERE owner IS NOT NULL")[0][0] >= 1
 
-    # Run 2 (takes over the dead process's leases at once): Ctrl-C after one more part.
-    before = logged("big")
-    second = interrupt(args, env, signal.SIGINT, lambda: logged("big") > before)
+    # Run 2 (takes over the dead process's leases at once): Ctrl-C at its 2nd part.
+    before = logged("big") + logged("stream")
+    second = interrupt(args, env, "part:after#2@INT")
     assert second.returncode == 130, second.stderr
+    assert logged("big") + logged("stream") > before
     assert "run the same command again to continue" in second.stderr
     assert ledger_rows(ledger, "SELECT count(*) FROM entries WHERE owner IS NOT NULL")[0][0] == 0
     assert json.loads((tmp_path / "images.report.json").read_text())["cancelled"] is True
@@ -177,10 +169,8 @@ def test_sigkill_then_rerun_finishes_everything_once(
         assert [(i["status"], i["checksum"]) for i in found[name]] == [("active", md5)], name
     assert_no_part_sent_twice(ledger)
     runs = parts_per_run(ledger)
-    assert len(runs["big"]) >= 2 and len(runs["stream"]) >= 2  # resumed by later runs
-    first_run = {entry: len(next(iter(r.values()))) for entry, r in runs.items()}
-    later = {entry: sum(len(p) for p in list(r.values())[1:]) for entry, r in runs.items()}
-    assert later["big"] <= 6 - first_run["big"] and later["stream"] <= 4 - first_run["stream"]
+    sent = {entry: sum(len(p) for p in r.values()) for entry, r in runs.items()}
+    assert sent["big"] <= 6 and sent["stream"] <= 4  # every part sent once at most
 
 
 def test_dry_run_checks_without_changing_anything(

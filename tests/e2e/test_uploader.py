@@ -310,7 +310,7 @@ async def test_checkpoint_resume_after_cancel_sends_only_missing_parts(
     assert scope.cancelled_caught
     done_first = {e.part_number for e in first if isinstance(e, PartDone)}
     image_id = next(e.image_id for e in first if isinstance(e, StatusChanged))
-    cp = checkpoint_path_for(checkpoints, source)
+    cp = checkpoint_path_for(checkpoints, source, uploader.account())
     assert cp.exists() and (cp.stat().st_mode & 0o777) == 0o600
     assert "testing" not in cp.read_text() and "secret" not in cp.read_text().lower()
     assert (await ims.get_image(image_id)).status is ImageStatus.QUEUED
