@@ -45,8 +45,14 @@ import anyio
 from .errors import ValidationError
 from .lifecycle import Coordinator, FileJournal, JournalKey, SourceSpec, fingerprint
 from .models import Image
-from .transfer import EventStream, FileSource, ProgressCallback, TransferConfig, TransferEvent
-from .transfer._emitting import run_with_emitter
+from .transfer import (
+    EventStream,
+    FileSource,
+    ProgressCallback,
+    TransferConfig,
+    TransferEvent,
+    run_with_emitter,
+)
 from .transfer.events import Emitter
 
 if TYPE_CHECKING:

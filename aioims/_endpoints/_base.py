@@ -12,7 +12,7 @@ from .._transport import StreamResponse
 from ..config import RetryPolicy
 from ..errors import DecodeError
 from ..models import Page, from_wire
-from ..models._converter import page_from_wire
+from ..models import page_from_wire
 
 T = TypeVar("T")
 

@@ -15,6 +15,7 @@ the temporary target that ``upload-prepare`` hands out.
 See ``docs/uploading.md``.
 """
 
+from ._emitting import run_with_emitter
 from .checkpoint import Checkpoint, FilePartJournal, JournalFile, PartJournal, SourceIdentity
 from .config import (
     MAX_OBJECT_SIZE,
@@ -111,6 +112,7 @@ __all__ = [
     "adjust_part_size",
     "drive",
     "plan_parts",
+    "run_with_emitter",
     "upload_file",
     "upload_fileobj",
     "upload_stream",
