@@ -92,7 +92,8 @@ def test_migrate_killed_then_rerun(point: str, ims_emulator: Any, tmp_path: Path
     manifest.write_text(json.dumps({
         "defaults": {"disk_format": "raw", "min_disk": 1, "min_ram": 512,
                      "image_type": "os_image", "instruction": "64-bits", "cpu_arch": "x86",
-                     "os_type": "linux", "platform": "CentOS", "usage": "ecs", "visibility": "private",
+                     "os_type": "linux", "platform": "CentOS", "usage": "ecs",
+                     "visibility": "private",
                      "tenant_id": alice.tenant_id, "department_id": alice.department_id},
         "images": [{"id": "a", "name": name, "file": "a.img"}],
     }))  # fmt: skip
@@ -111,3 +112,25 @@ def test_migrate_killed_then_rerun(point: str, ims_emulator: Any, tmp_path: Path
 
 
 MiB = 1 << 20
+
+
+def test_sigterm_with_sigint_ignored_cleans_up_like_ctrl_c(
+    ims_emulator: Any, tmp_path: Path
+) -> None:
+    """``cmd &`` / nohup ignore SIGINT: SIGTERM must still take the clean path
+    (abort the multipart upload, tell the service, exit 130)."""
+    name = f"cli-term-{uuid.uuid4().hex[:6]}"
+    source = tmp_path / "disk.raw"
+    make_file(source, 16 * MiB + 3)
+    env = env_for(ims_emulator, tmp_path)
+    args = ["upload", str(source), "--name", name, "--part-size", "5M", "--concurrency", "1"]
+    proc = subprocess.run(
+        [sys.executable, HARNESS, "part:after#1@TERM", "--", *args], env=env,
+        capture_output=True, text=True, timeout=120,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )  # fmt: skip
+    assert proc.returncode == 130, proc.stderr
+    assert "interrupted" in proc.stderr
+    found = target_images(ims_emulator, {name})[name]
+    assert len(found) == 1 and found[0]["status"] == "killed"
+    assert uploads_left(ims_emulator, found[0]["imageId"]) == []
