@@ -231,3 +231,32 @@ async def test_lost_create_multipart_answer_leaves_no_orphan(
         ims_emulator.clear_s3_faults()
     assert image.checksum == md5
     assert open_uploads(s3, image.image_id) == []
+
+
+async def test_abort_impossible_names_the_upload_in_upload_done_failed(
+    ims: IMSSession, ims_emulator: Any, s3: Any, tmp_path: Path
+) -> None:
+    """A part fails for good and AbortMultipartUpload fails too: the service
+    is told ``upload-done(failed, uploadId)`` and aborts the upload itself."""
+    from aioims import UploadFailedError
+
+    name = f"no-abort-{uuid.uuid4().hex[:6]}"
+    source = tmp_path / "disk.qcow2"
+    make_file(source, 11 * MiB)
+    ims_emulator.set_s3_faults({"rules": [
+        {"operation": "UploadPart", "part_numbers": [2], "action": "error", "status": 400,
+         "code": "InvalidArgument", "times": None},
+        {"operation": "AbortMultipartUpload", "action": "error", "status": 500,
+         "code": "InternalError", "times": None}]})  # fmt: skip
+    config = TransferConfig(part_size=5 * MiB, max_concurrency=2, multipart_threshold=5 * MiB,
+                            backoff_base=0.01, abort_timeout=5)  # fmt: skip
+    try:
+        with pytest.raises(UploadFailedError) as info:
+            await Uploader(ims, config=config).upload(source, spec(ims_emulator, name))
+    finally:
+        ims_emulator.clear_s3_faults()
+    assert info.value.stage == "transfer" and info.value.upload_id
+    assert not info.value.resumable
+    [image] = await images_named(ims, name)
+    assert image.status == ImageStatus.KILLED
+    assert open_uploads(s3, image.image_id) == []
