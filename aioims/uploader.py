@@ -44,7 +44,7 @@ import anyio
 
 from .errors import ValidationError
 from .lifecycle import Coordinator, FileJournal, JournalKey, SourceSpec, fingerprint
-from .models import Image
+from .models import Image, ImageSpec
 from .transfer import (
     EventStream,
     FileSource,
@@ -56,7 +56,6 @@ from .transfer import (
 from .transfer.events import Emitter
 
 if TYPE_CHECKING:
-    from .models.spec import ImageSpec
     from .session import IMSSession
 
 __all__ = ["Uploader", "checkpoint_path_for", "md5_of_file"]
@@ -164,9 +163,14 @@ class Uploader:
         existing ``queued``/``killed`` image instead.  ``checkpoint``: the
         journal file (default: one in ``checkpoint_dir``, if set).
         """
-        kwargs = _create_kwargs(spec, create_kwargs)
         source_path = Path(path)
         resolved, size, mtime_ns = await anyio.to_thread.run_sync(_file_identity, source_path)
+        if isinstance(spec, ImageSpec):
+            # An ImageSpec: the session's tenant defaults, disk format and size from the file.
+            spec = spec.with_defaults(self.ims.defaults)
+            if spec.disk_format is None or spec.min_disk is None:
+                spec = await anyio.to_thread.run_sync(spec.for_file, source_path)
+        kwargs = _create_kwargs(spec, create_kwargs)
         tenant = kwargs.get("tenant_id") if kwargs else None
         if checkpoint is None and self.checkpoint_dir is not None:
             checkpoint = checkpoint_path_for(self.checkpoint_dir, source_path, self.account())

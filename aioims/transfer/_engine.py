@@ -340,20 +340,52 @@ class Engine:
                 "Parts": [{"PartNumber": p.part_number, "ETag": p.etag} for p in parts]
             },
         }
-        try:
-            response = await self.call("complete_multipart_upload", params, max_attempts=3)
-        except S3TransferError as err:
-            if not (upload_gone(err.code, "CompleteMultipartUpload") or err.transient):
-                raise
-            if not await self.object_is(self.plan.size, expected):
-                raise
-            logger.debug("upload %s was already complete", self.upload_id)
-            return expected or ""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await self.call("complete_multipart_upload", params, max_attempts=1)
+                break
+            except S3TransferError as err:
+                gone = upload_gone(err.code, "CompleteMultipartUpload")
+                if not (gone or err.transient):
+                    raise
+                # Gone, or a 5xx/lost answer: did an earlier attempt (or an
+                # interrupted run) complete it?  radosgw answers 500 to
+                # completing an aborted upload: look before retrying.
+                if await self.object_is(self.plan.size, expected):
+                    logger.debug("upload %s was already complete", self.upload_id)
+                    return expected or ""
+                if gone or not await self._upload_exists():
+                    raise S3TransferError(
+                        f"CompleteMultipartUpload: the upload {self.upload_id} no longer "
+                        f"exists ({err.code}) and the object is not complete",
+                        operation="CompleteMultipartUpload", code="NoSuchUpload",
+                        attempts=attempt, http_status=err.http_status,
+                        request_id=err.request_id, upload_id=self.upload_id,
+                    ) from err  # fmt: skip
+                if attempt >= self.config.max_attempts_per_part:
+                    raise
+                await anyio.sleep(self.backoff(attempt))
         logger.debug("multipart upload %s completed", self.upload_id)
         etag = str(response.get("ETag") or "")
         if not etag.strip('"'):
             etag = expected or ""
         return etag
+
+    async def _upload_exists(self) -> bool:
+        """Does our multipart upload still exist (ListParts answers)?"""
+        assert self.upload_id is not None
+        try:
+            await self.call(
+                "list_parts",
+                {**self._ids(), "UploadId": self.upload_id, "MaxParts": 1},
+                max_attempts=2,
+            )
+        except S3TransferError as err:
+            # Cannot tell (another error): assume it does; the retry decides.
+            return not upload_gone(err.code, "ListParts")
+        return True
 
     async def abort(self, upload_id: str | None = None) -> bool:
         """Abort ``upload_id`` (default: ours); bounded by ``abort_timeout``
