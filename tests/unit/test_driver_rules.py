@@ -62,9 +62,8 @@ class Crash(BaseException):
 def _has_crash(exc: BaseException) -> bool:
     if isinstance(exc, Crash):
         return True
-    if isinstance(exc, BaseExceptionGroup):
-        return any(_has_crash(e) for e in exc.exceptions)
-    return False
+    inner = getattr(exc, "exceptions", None)  # an exception group (3.11+ or the backport)
+    return inner is not None and any(_has_crash(e) for e in inner)
 
 
 async def crash_at(point: str, body: Any) -> None:
