@@ -434,3 +434,78 @@ async def test_download_verify_skipped_until_active(fake: FakeIMS, ims: IMSSessi
     fake.on("GET", FILE_PATH, _blob_handler(fake))
     buffer = io.BytesIO()
     assert await ims.download_private_image("img-kvvfk28fcjc0mt", buffer) == len(BLOB)
+
+
+# --- the one download primitive: open_image_file ---------------------------------
+
+
+async def test_open_image_file_skips_the_head_when_range_is_ignored(
+    fake: FakeIMS, ims: IMSSession
+) -> None:
+    """One range policy for every reader: a 200 to a Range request is read
+    from the start and the head skipped here."""
+    fake.on("GET", FILE_PATH, _blob_handler(fake))
+    async with ims.open_image_file("img-kvvfk28fcjc0mt", 1000) as file:
+        assert not file.range_honoured
+        data = b"".join([c async for c in file.chunks(4096)])
+    assert data == BLOB[1000:]
+    assert fake.calls("GET", FILE_PATH)[0].headers["Range"] == "bytes=1000-"
+
+
+async def test_open_image_file_checks_content_range(fake: FakeIMS, ims: IMSSession) -> None:
+    from aioims import ConnectionFailedError
+
+    async def wrong(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=206, body=BLOB[5:], content_type="application/octet-stream",
+                            headers={"Content-Range": f"bytes 5-{len(BLOB) - 1}/{len(BLOB)}"})
+
+    fake.on("GET", FILE_PATH, wrong)
+    with pytest.raises(ConnectionFailedError, match="Content-Range"):
+        async with ims.open_image_file("img-kvvfk28fcjc0mt", 100):
+            pass
+
+
+async def test_resume_against_a_server_ignoring_range_appends_the_rest(
+    fake: FakeIMS, ims: IMSSession, tmp_path: Path
+) -> None:
+    fake.on("GET", "/images/img-kvvfk28fcjc0mt", _active_image_of_blob())
+    fake.on("GET", FILE_PATH, _blob_handler(fake))
+    dest = tmp_path / "r.qcow2"
+    (tmp_path / "r.qcow2.part").write_bytes(BLOB[:5000])
+    assert await ims.download_private_image("img-kvvfk28fcjc0mt", dest, resume=True) == len(BLOB)
+    assert dest.read_bytes() == BLOB
+
+
+async def test_download_refuses_a_symlinked_part_file(
+    fake: FakeIMS, ims: IMSSession, tmp_path: Path
+) -> None:
+    """``<dest>.part`` is opened with O_NOFOLLOW: a symlink planted there is an
+    error, and its target is left untouched."""
+    from aioims import ValidationError
+
+    fake.on("GET", FILE_PATH, _blob_handler(fake))
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    dest = tmp_path / "image.raw"
+    link = tmp_path / "image.raw.part"
+    for resume in (False, True):
+        link.unlink(missing_ok=True)
+        link.symlink_to(victim)
+        with pytest.raises(ValidationError, match="symbolic link"):
+            await ims.download_private_image(
+                "img-kvvfk28fcjc0mt", dest, verify=False, resume=resume, progress=lambda e: None
+            )
+    assert victim.read_bytes() == b"precious" and not dest.exists()
+
+
+async def test_downloaded_file_mode_follows_the_umask(
+    fake: FakeIMS, ims: IMSSession, tmp_path: Path
+) -> None:
+    fake.on("GET", FILE_PATH, _blob_handler(fake))
+    dest = tmp_path / "image.raw"
+    old = os.umask(0o022)
+    try:
+        await ims.download_private_image("img-kvvfk28fcjc0mt", dest, verify=False)
+    finally:
+        os.umask(old)
+    assert dest.stat().st_mode & 0o777 == 0o644
