@@ -170,7 +170,9 @@ def test_sigkill_then_rerun_finishes_everything_once(
     assert_no_part_sent_twice(ledger)
     runs = parts_per_run(ledger)
     sent = {entry: sum(len(p) for p in r.values()) for entry, r in runs.items()}
-    assert sent["big"] <= 6 and sent["stream"] <= 4  # every part sent once at most
+    # every part sent once at most (a part stored just before the SIGKILL may
+    # be on S3 without being in the ledger's log: ListParts finds it)
+    assert sent.get("big", 0) <= 6 and sent.get("stream", 0) <= 4
 
 
 def test_dry_run_checks_without_changing_anything(
