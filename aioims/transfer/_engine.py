@@ -241,7 +241,7 @@ class Engine:
         self.bytes_done += part.size
 
     async def upload_part(
-        self, part_number: int, body: io.BytesIO, size: int, md5_b64: str | None
+        self, part_number: int, body: io.BytesIO, size: int, checksum: dict[str, str]
     ) -> CompletedPart:
         assert self.upload_id is not None
         self.emitter.emit(PartStarted(part_number, size))
@@ -251,9 +251,8 @@ class Engine:
             "PartNumber": part_number,
             "Body": body,
             "ContentLength": size,
+            **checksum,
         }
-        if md5_b64 is not None:
-            params["ContentMD5"] = md5_b64
         response = await self.call(
             "upload_part", params, part_number=part_number, before_attempt=lambda: body.seek(0)
         )
@@ -261,11 +260,11 @@ class Engine:
         self._part_done(part)
         return part
 
-    async def put_object(self, body: io.BytesIO, size: int, md5_b64: str | None) -> CompletedPart:
+    async def put_object(
+        self, body: io.BytesIO, size: int, checksum: dict[str, str]
+    ) -> CompletedPart:
         self.emitter.emit(PartStarted(1, size))
-        params: dict[str, Any] = {**self._ids(), "Body": body, "ContentLength": size}
-        if md5_b64 is not None:
-            params["ContentMD5"] = md5_b64
+        params: dict[str, Any] = {**self._ids(), "Body": body, "ContentLength": size, **checksum}
         response = await self.call(
             "put_object", params, part_number=1, before_attempt=lambda: body.seek(0)
         )

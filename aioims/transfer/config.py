@@ -116,9 +116,10 @@ class TransferConfig:
     part_limiter: PartLimiter | None = attrs.field(default=None, eq=False, repr=False)
     #: Per-part integrity: ``"md5"`` (Content-MD5), ``"crc32c"``
     #: (``x-amz-checksum-crc32c``), ``"auto"`` (CRC32C where the endpoint
-    #: honours it, else Content-MD5) or ``None`` (none).  ``content_md5=False``
+    #: honours it and a native CRC32C — the ``aioims[crc32c]`` extra — is
+    #: installed; else Content-MD5) or ``None`` (none).  ``content_md5=False``
     #: turns per-part checksums off whatever this says.
-    part_checksum: str | None = "md5"
+    part_checksum: str | None = "auto"
     #: How part bodies reach the socket: ``"aiohttp"`` (aiobotocore's own
     #: session, bytes written by the event loop) or ``"thread"`` (a shared
     #: pool of worker threads with keep-alive sockets, plugged into

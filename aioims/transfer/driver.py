@@ -56,6 +56,7 @@ from ..errors import ValidationError
 from ..models.upload import UploadTarget
 from ._engine import CleanupRegistry, Engine, multipart_etag, upload_gone
 from .checkpoint import Checkpoint, PartJournal
+from .checksums import resolve_part_checksum
 from .config import PartPlan, TransferConfig, plan_parts
 from .errors import CredentialsExpiredError, S3TransferError, SourceChangedError
 from .events import (
@@ -68,7 +69,7 @@ from .events import (
     TransferFailed,
     TransferStarted,
 )
-from .hashing import OrderedHasher, PartBuffer, PartSlots, new_md5
+from .hashing import OrderedHasher, PartBuffer, PartSlots, checksum_part, new_md5
 from .results import CompletedPart, TransferResult
 from .s3 import RefreshCallable, S3Clients
 from .sources import PartSource
@@ -194,6 +195,8 @@ class Driver:
         self._journal_task: anyio.CancelScope | None = None
         self._failed_emitted = False
         self._aborted = False
+        self._checksum_resolved = False
+        self._checksum: str | None = None
 
     @property
     def engine(self) -> Engine:
@@ -277,8 +280,9 @@ class Driver:
             await limiter.acquire(self, size)
         try:
             whole = new_md5() if self.md5 else None
+            kind = await self._checksum_kind()
             if source.random_access:
-                data, _ = await source.read_part(0, size, False, None)
+                data, _ = await source.read_part(0, size, None, None)
             else:
                 await source.start_at(0)
                 data, got = await source.read_exact(size)
@@ -288,10 +292,9 @@ class Driver:
                     raise SourceChangedError(
                         f"the stream yielded more than the {size} bytes announced"
                     )
-            content_md5 = self._part_md5()
-            b64 = await anyio.to_thread.run_sync(_digest, data, content_md5, whole)
+            checksum = await anyio.to_thread.run_sync(checksum_part, data, kind, whole)
             self._emit_started()
-            part = await self.engine.put_object(data, size, b64)
+            part = await self.engine.put_object(data, size, checksum)
             self.emitter.emit(BytesSent(size, size))
             del data
         finally:
@@ -300,8 +303,18 @@ class Driver:
         await source.check_unchanged()
         return self._result(etag=part.etag, md5=whole.hexdigest() if whole is not None else None)
 
-    def _part_md5(self) -> bool:
-        return self.config.content_md5 and self.config.part_checksum is not None
+    async def _checksum_kind(self) -> str | None:
+        """What protects each part: ``"md5"``, ``"crc32c"`` or None
+        (``part_checksum="auto"`` is resolved once, by the endpoint's probe)."""
+        if not self._checksum_resolved:
+            kind = self.config.part_checksum if self.config.content_md5 else None
+            if kind == "auto":
+                engine = self.engine
+                kind = await resolve_part_checksum(
+                    kind, engine.clients.client, engine.bucket, engine.key
+                )
+            self._checksum, self._checksum_resolved = kind, True
+        return self._checksum
 
     # -- multipart ---------------------------------------------------------------
 
@@ -481,6 +494,8 @@ class Driver:
         progress = _Progress(self.emitter, plan.size)
         progress.done = self.engine.bytes_done
         missing = [n for n in range(1, plan.part_count + 1) if n not in resumed]
+        if missing:
+            await self._checksum_kind()
         hasher: OrderedHasher | None = None
         whole: Any = None
         try:
@@ -514,13 +529,13 @@ class Driver:
     ) -> None:
         plan = self.plan
         offset, length = plan.part_offset(number), plan.part_length(number)
-        data, b64 = await self.source.read_part(
-            offset, length, self._part_md5(), slots.recycled(length)
+        data, checksum = await self.source.read_part(
+            offset, length, await self._checksum_kind(), slots.recycled(length)
         )
         slots.attach(number, data)
         if hasher is not None:
             hasher.submit(number, data)
-        await self._upload(number, data, length, b64, slots, progress)
+        await self._upload(number, data, length, checksum, slots, progress)
 
     async def _produce(
         self,
@@ -548,8 +563,8 @@ class Driver:
             slots.attach(number, data)
             if got != length:
                 raise _short(plan.size, plan.part_offset(number) + got)
-            b64 = await source.digest(data, self._part_md5(), whole)
-            tg.start_soon(guard.run, self._upload, number, data, length, b64, slots, progress)
+            checksum = await source.digest(data, await self._checksum_kind(), whole)
+            tg.start_soon(guard.run, self._upload, number, data, length, checksum, slots, progress)
             del data
         if not await source.at_eof():
             raise SourceChangedError(
@@ -561,13 +576,13 @@ class Driver:
         number: int,
         data: io.BytesIO,
         length: int,
-        b64: str | None,
+        checksum: dict[str, str],
         slots: PartSlots,
         progress: _Progress,
     ) -> None:
         progress.attach(number, data)
         try:
-            part = await self.engine.upload_part(number, data, length, b64)
+            part = await self.engine.upload_part(number, data, length, checksum)
         finally:
             progress.detach(data)
         del data
@@ -662,12 +677,6 @@ async def _safe(awaitable: Awaitable[bool]) -> bool:
         return False
 
 
-def _digest(data: io.BytesIO, content_md5: bool, whole: Any) -> str | None:
-    from .hashing import digest_part
-
-    return digest_part(data, content_md5, whole)
-
-
 def _short(expected: int, got: int) -> SourceChangedError:
     return SourceChangedError(f"the stream yielded {got} bytes, {expected} were announced")
 
@@ -683,7 +692,7 @@ async def _skip(source: PartSource, length: int, whole: Any) -> int:
         if got == 0:
             break
         if whole is not None:
-            await source.digest(data, False, whole)
+            await source.digest(data, None, whole)
         left -= got
     return length - left
 

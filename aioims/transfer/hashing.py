@@ -132,6 +132,29 @@ def read_part(
     return body, base64.b64encode(body_digest(body).digest()).decode()
 
 
+def checksum_part(body: io.BytesIO, kind: str | None, whole: Any | None) -> dict[str, str]:
+    """The part's checksum parameters (``kind``: ``"md5"``, ``"crc32c"`` or
+    None, see :mod:`aioims.transfer.checksums`), and feed the whole-source
+    hasher, in one worker-thread call."""
+    from .checksums import part_checksum_params
+
+    with body.getbuffer() as view:
+        if whole is not None:
+            whole.update(view)
+        return part_checksum_params(kind, view)
+
+
+def read_part_checksummed(
+    fd: int, offset: int, length: int, kind: str | None, body: io.BytesIO | None = None
+) -> tuple[io.BytesIO, dict[str, str]]:
+    """Read a part and compute its checksum parameters, in one worker-thread call."""
+    from .checksums import part_checksum_params
+
+    body = read_body(fd, offset, length, body)
+    with body.getbuffer() as view:
+        return body, part_checksum_params(kind, view)
+
+
 def digest_part(body: io.BytesIO, content_md5: bool, whole: Any | None) -> str | None:
     """Content-MD5 of a part, and feed the whole-file hasher (one thread call)."""
     with body.getbuffer() as view:

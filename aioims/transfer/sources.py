@@ -32,7 +32,7 @@ from ..errors import IMSError
 from .checkpoint import SourceIdentity
 from .errors import S3TransferError, SourceChangedError
 from .events import _is_async_callable
-from .hashing import digest_part, hash_range, new_part_buffer, read_part
+from .hashing import checksum_part, hash_range, new_part_buffer, read_part_checksummed
 
 __all__ = [
     "AsyncReader",
@@ -92,9 +92,10 @@ class PartSource:
     # -- random access ---------------------------------------------------------
 
     async def read_part(
-        self, offset: int, length: int, content_md5: bool, body: io.BytesIO | None
-    ) -> tuple[io.BytesIO, str | None]:
-        """A part's bytes (into ``body`` when given) and its Content-MD5."""
+        self, offset: int, length: int, checksum: str | None, body: io.BytesIO | None
+    ) -> tuple[io.BytesIO, dict[str, str]]:
+        """A part's bytes (into ``body`` when given) and its checksum
+        parameters (``checksum``: ``"md5"``, ``"crc32c"`` or None)."""
         raise NotImplementedError
 
     def hash_range(self, hasher: Any, offset: int, length: int) -> None:
@@ -114,9 +115,10 @@ class PartSource:
     async def at_eof(self) -> bool:
         raise NotImplementedError
 
-    async def digest(self, body: io.BytesIO, content_md5: bool, whole: Any) -> str | None:
-        """Content-MD5 of ``body`` and feed ``whole`` (one worker-thread call)."""
-        return await anyio.to_thread.run_sync(digest_part, body, content_md5, whole)
+    async def digest(self, body: io.BytesIO, checksum: str | None, whole: Any) -> dict[str, str]:
+        """The checksum parameters of ``body`` and feed ``whole`` (one
+        worker-thread call)."""
+        return await anyio.to_thread.run_sync(checksum_part, body, checksum, whole)
 
     # -- after the parts -------------------------------------------------------
 
@@ -161,9 +163,11 @@ class FileSource(PartSource):
             await anyio.to_thread.run_sync(os.close, fd)
 
     async def read_part(
-        self, offset: int, length: int, content_md5: bool, body: io.BytesIO | None
-    ) -> tuple[io.BytesIO, str | None]:
-        return await anyio.to_thread.run_sync(read_part, self.fd, offset, length, content_md5, body)
+        self, offset: int, length: int, checksum: str | None, body: io.BytesIO | None
+    ) -> tuple[io.BytesIO, dict[str, str]]:
+        return await anyio.to_thread.run_sync(
+            read_part_checksummed, self.fd, offset, length, checksum, body
+        )
 
     def hash_range(self, hasher: Any, offset: int, length: int) -> None:
         hash_range(hasher, self.fd, offset, length)

@@ -316,7 +316,7 @@ def test_checkpoint_roundtrip_mode_and_content(tmp_path: Path) -> None:
     assert [p["part_number"] for p in data["parts"]] == [1, 2]
     assert set(data) == {
         "version", "kind", "bucket", "key", "image_id", "upload_id",
-        "part_size", "size", "source", "parts", "updated_at",
+        "part_size", "size", "source", "parts", "completed", "etag", "updated_at",
     }  # fmt: skip
     loaded = read_checkpoint(path)
     assert loaded is not None
