@@ -361,6 +361,12 @@ class Driver:
                          len(resumed))  # fmt: skip
         whole_md5 = await self._send_parts(resumed)
         await source.check_unchanged()
+        if journal is not None and state is not None:
+            # Every part on record before Complete is sent: if the process dies
+            # with Complete done but unrecorded, the next run can prove it
+            # (HEAD = the parts' multipart ETag) instead of sending again.
+            state.parts = dict(engine.parts)
+            await journal.save(state)
         await hooks.reach("complete:before", upload_id=engine.upload_id)
         etag = await engine.complete()
         await hooks.reach("complete:after", upload_id=engine.upload_id)
