@@ -42,6 +42,7 @@ class LedgerJournal:
         self._transfer_started: float | None = None
 
     async def load(self) -> UploadRecord | None:
+        await self.flow.mig.ensure_checkpoint_dir()
         state = self.flow.run.state
         stage = _FROM_LEDGER.get(state.stage)
         if stage is None:

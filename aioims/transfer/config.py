@@ -124,7 +124,7 @@ class TransferConfig:
     #: session, bytes written by the event loop) or ``"thread"`` (a shared
     #: pool of worker threads with keep-alive sockets, plugged into
     #: aiobotocore through ``AioConfig(http_session_cls=...)``).
-    sender: str = "aiohttp"
+    sender: str = "thread"
     #: Testing hook: ``factory(client_kwargs)`` returns an async context
     #: manager yielding an S3 client (instead of aiobotocore's), e.g. a fake.
     s3_client_factory: Any = attrs.field(default=None, eq=False, repr=False)

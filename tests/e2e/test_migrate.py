@@ -28,7 +28,7 @@ from test_migrate_helpers import (
 
 import aioims.migrate as mig
 from aioims.testing import ims, ims_as, ims_emulator
-from aioims.transfer import PartDone, PartStarted, TransferConfig, upload_file
+from aioims.transfer import PartDone, PartStarted
 
 __all__ = ["file_server", "ims", "ims_as", "ims_emulator"]
 
@@ -262,35 +262,6 @@ async def test_stopped_run_resumes_without_resending_parts(
     assert [i["checksum"] for i in found[f"{t}-big"]] == [md5]
     assert [i["checksum"] for i in found[f"{t}-stream"]] == [bob_md5]
     assert list((tmp_path / "m.ledger.sqlite.checkpoints").iterdir()) == []
-
-
-async def test_upload_completed_just_before_a_crash_is_not_sent_again(
-    ims: Any, ims_emulator: Any, tmp_path: Path
-) -> None:
-    """The one window a checkpoint does not cover: CompleteMultipartUpload
-    succeeded (the checkpoint is deleted), the ledger still says uploading."""
-    t = tag()
-    source = tmp_path / "d.img"
-    md5 = make_file(source, 12 * MiB, t)
-    manifest = mig.parse_manifest({
-        "defaults": defaults(ims_emulator),
-        "images": [{"id": "d", "name": f"{t}-d", "file": str(source)}],
-    }, path=tmp_path / "m.json")  # fmt: skip
-    image = await ims.create_private_image(**{**defaults(ims_emulator), "name": f"{t}-d"})
-    target = await ims.upload_prepare(image.image_id, size=12 * MiB)
-    await upload_file(target, source, config=TransferConfig(part_size=5 * MiB,
-                                                            multipart_threshold=5 * MiB))
-    async with mig.Ledger(tmp_path / "m.ledger.sqlite", owner="crashed") as ledger:
-        await ledger.sync(manifest.entries)
-        await ledger.claim(["d"])
-        await ledger.update("d", stage="uploading", image_id=image.image_id, release=True)
-
-    events: list[Any] = []
-    report = await mig.migrate(manifest, ims=ims, progress=events.append, poll_interval=0.2)
-    assert report.ok and report.entries[0].image_id == image.image_id
-    assert [e for e in events if isinstance(e, mig.EntryTransfer)] == []  # nothing re-sent
-    found = target_images(ims_emulator, {f"{t}-d"})
-    assert [(i["status"], i["checksum"]) for i in found[f"{t}-d"]] == [("active", md5)]
 
 
 async def test_two_workers_share_one_ledger_and_leaving_the_block_stops(
