@@ -3,7 +3,9 @@
 :class:`Transport` sends a :class:`~aioims._protocol.PreparedRequest`
 (applying auth before each attempt), enforces per-attempt timeouts, runs the
 retry loop (exponential backoff with full jitter, ``Retry-After``, a total
-deadline; sleeping with :func:`anyio.sleep`) and logs every attempt at DEBUG
+deadline; reading the time and sleeping through the policy's
+:class:`~aioims.config.Clock`, :func:`time.monotonic` and :func:`anyio.sleep`
+unless a test injects a fake one) and logs every attempt at DEBUG
 on the ``aioims`` logger — method, path, status, attempt, requestId; never
 headers, query values or bodies, so credentials cannot leak into logs.
 
@@ -12,21 +14,16 @@ hand, IMS headers not forwarded to another origin) and hands out a
 :class:`StreamResponse` whose chunks are read with bounded memory.
 """
 
-# The public API takes `timeout=` by design (per-call override), hence:
-# ruff: noqa: ASYNC109
-
 from __future__ import annotations
 
 import asyncio
 import logging
 import ssl as ssl_module
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
 import aiohttp
-import anyio
 from yarl import URL
 
 from ._protocol import (
@@ -38,7 +35,7 @@ from ._protocol import (
     retry_after_of,
 )
 from .auth import Auth
-from .config import RetryPolicy
+from .config import SYSTEM_CLOCK, Clock, RetryPolicy
 from .errors import (
     ConnectionFailedError,
     DecodeError,
@@ -169,14 +166,15 @@ class Transport:
         mode: RetryMode,
         attempt: Callable[[PreparedRequest, float, int], Awaitable[R]],
     ) -> R:
-        started = time.monotonic()
+        clock = retry.clock or SYSTEM_CLOCK
+        started = clock.monotonic()
         deadline = None if retry.deadline is None else started + retry.deadline
         number = 0
         while True:
             number += 1
             per_try = timeout
             if deadline is not None:
-                remaining = deadline - time.monotonic()
+                remaining = deadline - clock.monotonic()
                 if remaining <= 0:
                     raise RequestTimeoutError(
                         f"{request.method} {request.path}: retry deadline of "
@@ -193,7 +191,7 @@ class Transport:
                 cause: BaseException | None = failure.__cause__
             except IMSError as exc:
                 error, sent, retryable, cause = exc, True, True, exc.__cause__
-            self._log(prepared, number, retry, error=error, started=started)
+            self._log(prepared, number, retry, error=error, started=started, clock=clock)
             if (
                 not retryable
                 or number >= retry.max_attempts
@@ -201,7 +199,7 @@ class Transport:
             ):
                 raise error from cause
             delay = retry.compute_delay(number, retry_after_of(error))
-            if deadline is not None and time.monotonic() + delay >= deadline:
+            if deadline is not None and clock.monotonic() + delay >= deadline:
                 logger.debug(
                     "IMS %s %s: not retrying, a %.3fs wait would pass the %ss deadline",
                     request.method,
@@ -218,7 +216,7 @@ class Transport:
                 delay,
                 type(error).__name__,
             )
-            await anyio.sleep(delay)
+            await clock.sleep(delay)
 
     @staticmethod
     def _log(
@@ -227,6 +225,7 @@ class Transport:
         retry: RetryPolicy,
         *,
         started: float,
+        clock: Clock = SYSTEM_CLOCK,
         status: int | None = None,
         request_id: str | None = None,
         error: IMSError | None = None,
@@ -247,7 +246,7 @@ class Transport:
             number,
             retry.max_attempts,
             request_id,
-            time.monotonic() - started,
+            clock.monotonic() - started,
         )
 
     # -- plain JSON calls ----------------------------------------------------
@@ -261,7 +260,8 @@ class Transport:
         mode: RetryMode,
     ) -> Envelope:
         """Send ``request`` (with retries) and decode the envelope."""
-        started = time.monotonic()
+        clock = retry.clock or SYSTEM_CLOCK
+        started = clock.monotonic()
 
         async def attempt(prepared: PreparedRequest, per_try: float, number: int) -> Envelope:
             try:
@@ -283,6 +283,7 @@ class Transport:
                 number,
                 retry,
                 started=started,
+                clock=clock,
                 status=status,
                 request_id=envelope.request_id,
             )
@@ -310,7 +311,8 @@ class Transport:
         raises the mapped error.  Redirects are followed; headers other than
         User-Agent/Accept/Range are dropped when the target is another origin.
         """
-        started = time.monotonic()
+        clock = retry.clock or SYSTEM_CLOCK
+        started = clock.monotonic()
 
         async def attempt(
             prepared: PreparedRequest, per_try: float, number: int
@@ -352,6 +354,7 @@ class Transport:
                         number,
                         retry,
                         started=started,
+                        clock=clock,
                         status=response.status,
                         request_id=request_id,
                     )

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
+import anyio
 import attrs
 
 from .errors import ValidationError
@@ -31,6 +33,36 @@ def _positive(name: str, value: float | None, *, allow_zero: bool = False) -> No
         raise ValidationError(f"{name} must be a number, got {value!r}", field=name)
     if value < 0 or (value == 0 and not allow_zero) or value != value:  # NaN check
         raise ValidationError(f"{name} must be > 0, got {value!r}", field=name)
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Where the retry loop reads the time and waits (``RetryPolicy(clock=...)``).
+
+    ``monotonic()`` returns seconds (any origin); ``sleep(seconds)`` waits that
+    long.  The default is :data:`SYSTEM_CLOCK` (``time.monotonic`` and
+    ``anyio.sleep``); a test passes a fake clock whose ``sleep`` advances its
+    own time at once, so backoff, ``Retry-After`` and ``deadline`` are checked
+    without waiting or depending on the machine's load.
+    """
+
+    def monotonic(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """The real clock: ``time.monotonic()`` and ``anyio.sleep()``."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await anyio.sleep(seconds)
+
+
+#: The clock of every RetryPolicy that does not name one.
+SYSTEM_CLOCK: Clock = SystemClock()
 
 
 @attrs.frozen(kw_only=True)
@@ -59,6 +91,9 @@ class RetryPolicy:
     deadline: float | None = None
     respect_retry_after: bool = True
     max_retry_after: float = 60.0
+    #: Testing hook: the :class:`Clock` the retry loop reads and sleeps on
+    #: (``None``: :data:`SYSTEM_CLOCK`).  Not part of equality or repr.
+    clock: Clock | None = attrs.field(default=None, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if (
@@ -77,6 +112,10 @@ class RetryPolicy:
         _positive("multiplier", self.multiplier)
         if self.multiplier < 1:
             raise ValidationError("multiplier must be >= 1", field="multiplier")
+        if self.clock is not None and not isinstance(self.clock, Clock):
+            raise ValidationError(
+                "clock must have monotonic() and async sleep(seconds)", field="clock"
+            )
 
     @classmethod
     def disabled(cls) -> RetryPolicy:
@@ -158,80 +197,40 @@ class Settings:
 
 
 # --- environment -------------------------------------------------------------
-
-#: The documented variables read by :func:`settings_from_env`.
-ENV_VARIABLES: dict[str, str] = {
-    "IMS_ENDPOINT": "service root URL, e.g. https://ims.example.com (required)",
-    "IMS_REGION": "region id sent as x-regionid, e.g. region0 (required)",
-    "IMS_TOKEN": "bearer token; sent as 'Authorization: Bearer <token>'",
-    "IMS_CA_BUNDLE": "path to a PEM CA bundle used to verify the server",
-    "IMS_VERIFY_SSL": "'false'/'0'/'no' turns certificate checks off (default on)",
-    "IMS_TIMEOUT": "per-request timeout in seconds (default 60)",
-    "IMS_MAX_ATTEMPTS": "attempts per call including the first (default 3)",
-    "IMS_RETRY_DEADLINE": "total seconds a call may take, retries included",
-    "IMS_BACKOFF_INITIAL": "first backoff cap in seconds (default 0.2)",
-    "IMS_BACKOFF_MAX": "largest backoff in seconds (default 10)",
-}
-
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
+# The variables themselves are read by :mod:`aioims.settings` (the one
+# settings module: flags > environment > profile); these are kept for callers
+# of the original API.
 
 
-def _env_bool(name: str, raw: str) -> bool:
-    text = raw.strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValidationError(f"{name} must be true/false, got {raw!r}", field=name)
+def __getattr__(name: str) -> Any:
+    if name == "ENV_VARIABLES":
+        return env_variables()
+    raise AttributeError(f"module 'aioims.config' has no attribute {name!r}")
 
 
-def _env_float(name: str, raw: str) -> float:
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        raise ValidationError(f"{name} must be a number, got {raw!r}", field=name) from None
-    _positive(name, value, allow_zero=name.startswith("IMS_BACKOFF"))
-    return value
+def env_variables() -> dict[str, str]:
+    """``{variable: description}`` of every ``IMS_*`` setting (deprecated
+    names included, marked so)."""
+    from .settings import DEPRECATED_ENV_VARS, DESCRIPTIONS, ENV_VARS, IMS_CONFIG_FILE, IMS_PROFILE
 
-
-def _env_int(name: str, raw: str) -> int:
-    try:
-        return int(raw.strip())
-    except ValueError:
-        raise ValidationError(f"{name} must be an integer, got {raw!r}", field=name) from None
+    out = {ENV_VARS[key]: text for key, text in DESCRIPTIONS.items()}
+    out[IMS_PROFILE] = "profile of the config file to use (default 'default')"
+    out[IMS_CONFIG_FILE] = "config file (default $XDG_CONFIG_HOME/aioims/config.toml)"
+    for old, (new, note) in DEPRECATED_ENV_VARS.items():
+        out[old] = f"deprecated, use {new} ({note})"
+    return out
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> tuple[Settings, str | None]:
-    """Read the ``IMS_*`` variables; returns the settings and the token (if any).
+    """Read the ``IMS_*`` variables (and the profile file, see
+    :mod:`aioims.settings`); returns the session settings and the token.
 
     Empty variables count as unset.  Bad values raise
     :class:`~aioims.ValidationError` naming the variable.
     """
-    env = {k: v for k, v in (os.environ if environ is None else environ).items() if v != ""}
-    missing = [name for name in ("IMS_ENDPOINT", "IMS_REGION") if name not in env]
-    if missing:
-        raise ValidationError(
-            f"missing environment variable(s): {', '.join(missing)}", field=missing[0]
-        )
-    retry_kw: dict[str, Any] = {}
-    if "IMS_MAX_ATTEMPTS" in env:
-        retry_kw["max_attempts"] = _env_int("IMS_MAX_ATTEMPTS", env["IMS_MAX_ATTEMPTS"])
-    if "IMS_RETRY_DEADLINE" in env:
-        retry_kw["deadline"] = _env_float("IMS_RETRY_DEADLINE", env["IMS_RETRY_DEADLINE"])
-    if "IMS_BACKOFF_INITIAL" in env:
-        retry_kw["initial_backoff"] = _env_float("IMS_BACKOFF_INITIAL", env["IMS_BACKOFF_INITIAL"])
-    if "IMS_BACKOFF_MAX" in env:
-        retry_kw["max_backoff"] = _env_float("IMS_BACKOFF_MAX", env["IMS_BACKOFF_MAX"])
-    kwargs: dict[str, Any] = {
-        "endpoint": env["IMS_ENDPOINT"],
-        "region": env["IMS_REGION"],
-        "retry": RetryPolicy(**retry_kw),
-    }
-    if "IMS_TIMEOUT" in env:
-        kwargs["timeout"] = _env_float("IMS_TIMEOUT", env["IMS_TIMEOUT"])
-    if "IMS_VERIFY_SSL" in env:
-        kwargs["verify_ssl"] = _env_bool("IMS_VERIFY_SSL", env["IMS_VERIFY_SSL"])
-    if "IMS_CA_BUNDLE" in env:
-        kwargs["ca_bundle"] = env["IMS_CA_BUNDLE"]
-    return Settings(**kwargs), env.get("IMS_TOKEN")
+    from .settings import resolve
+
+    resolved = resolve({}, os.environ if environ is None else environ)
+    kwargs = resolved.session_kwargs()
+    kwargs.pop("defaults")
+    return Settings(**kwargs), resolved.token

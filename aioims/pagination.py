@@ -1,10 +1,16 @@
 """Walking paged results, and the ``filter`` builder of the private-image list.
 
-``filter`` is a list of clauses ``field:op:value`` joined by ``|``: ``lk``
-(contains) and ``eq`` (equals), e.g. ``name:lk:web|imageId:eq:img-…``::
+``filter`` is a list of clauses ``field:op:value``, ``lk`` (contains) and
+``eq`` (equals).  **Every clause must match (AND)**.  In Python, combine
+filters with ``&``; on the wire the clauses are joined by ``|`` (the
+service's syntax, which nevertheless means AND)::
 
     Filter().name_contains("web").image_id_equals("img-kvvfk28fcjc0mt")
-    F.lk("name", "web") | F.eq("imageId", "img-kvvfk28fcjc0mt")
+    F.lk("name", "web") & F.eq("imageId", "img-kvvfk28fcjc0mt")
+    # both send: name:lk:web|imageId:eq:img-kvvfk28fcjc0mt
+
+``filter_a | filter_b`` still works but is deprecated (it reads as OR and
+is an AND): it emits a :class:`DeprecationWarning`.  There is no OR.
 
 Filters are immutable; every method returns a new one.  ``str(filter)`` is
 the wire value.  Plain strings are accepted wherever a filter is.
@@ -12,6 +18,7 @@ the wire value.  Plain strings are accepted wherever a filter is.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
@@ -61,7 +68,8 @@ class Clause:
 
 @attrs.frozen
 class Filter:
-    """A conjunction of clauses for ``list_private_images(filter=...)``."""
+    """A conjunction (AND) of clauses for ``list_private_images(filter=...)``;
+    combine filters with ``&``."""
 
     clauses: tuple[Clause, ...] = ()
 
@@ -91,12 +99,30 @@ class Filter:
     def image_id_contains(self, value: str) -> Filter:
         return self.lk("imageId", value)
 
-    def __or__(self, other: Filter | str) -> Filter:
+    def __and__(self, other: Filter | str) -> Filter:
+        """Both filters' clauses must match (``a & b``; a string is parsed)."""
         if isinstance(other, str):
             other = Filter.parse(other)
         if not isinstance(other, Filter):
             return NotImplemented
         return Filter((*self.clauses, *other.clauses))
+
+    def __rand__(self, other: str) -> Filter:
+        if not isinstance(other, str):
+            return NotImplemented
+        return Filter.parse(other) & self
+
+    def __or__(self, other: Filter | str) -> Filter:
+        """Deprecated spelling of ``&``: the clauses are ANDed, not ORed."""
+        if not isinstance(other, (Filter, str)):
+            return NotImplemented
+        warnings.warn(
+            "Filter | Filter is deprecated and means AND (every clause must match): "
+            "write Filter & Filter",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self & other
 
     def __bool__(self) -> bool:
         return bool(self.clauses)
@@ -120,7 +146,7 @@ class Filter:
         return cls(tuple(clauses))
 
 
-#: An empty filter to start from: ``F.lk("name", "x") | F.eq("imageId", "img-…")``.
+#: An empty filter to start from: ``F.lk("name", "x") & F.eq("imageId", "img-…")``.
 F = Filter()
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 import os
 import ssl
+import warnings
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -23,13 +25,17 @@ from ._protocol import Envelope, PreparedRequest, RetryMode, build_request
 from ._transport import SSLOption, StreamResponse, Transport
 from ._version import __version__
 from .auth import Auth, HeaderAuth
-from .config import DEFAULT_TIMEOUT, RetryPolicy, Settings, settings_from_env
+from .config import DEFAULT_TIMEOUT, RetryPolicy, Settings
 from .errors import ValidationError
 from .models import Image
+from .models.spec import CreateKwargs, ImageSpec, TenantDefaults
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from .transfer import TransferConfig
     from .transfer.events import EventStream, ProgressCallback
+    from .uploader import Uploader
 
 USER_AGENT = f"aioims/{__version__}"
 
@@ -66,6 +72,11 @@ class IMSSession(ImageEndpoints, UploadEndpoints, SharingEndpoints):
     endpoint coroutine can override with its own ``timeout=``/``retry=``.
     TLS certificates are verified unless ``verify_ssl=False``; ``ca_bundle``
     is a PEM file of extra trusted CAs (read once, on enter, off the loop).
+    ``defaults``: the tenant/department/resource-group ids that
+    :meth:`create_private_image`, :meth:`upload_image`, :meth:`import_image`
+    and :meth:`copy_shared_image` use when a call leaves them out
+    (a :class:`~aioims.TenantDefaults` or a mapping; :meth:`from_env` reads
+    them from ``IMS_TENANT_ID``/... or the profile).
     """
 
     def __init__(
@@ -80,6 +91,7 @@ class IMSSession(ImageEndpoints, UploadEndpoints, SharingEndpoints):
         verify_ssl: bool = True,
         ca_bundle: str | None = None,
         user_agent: str | None = None,
+        defaults: TenantDefaults | Mapping[str, str | None] | None = None,
     ) -> None:
         if auth is not None and not isinstance(auth, Auth):
             raise TypeError("auth must have an async apply(request) method")
@@ -100,6 +112,7 @@ class IMSSession(ImageEndpoints, UploadEndpoints, SharingEndpoints):
         self._shared = _Shared()
         self._timeout = self._settings.timeout
         self._retry = self._settings.retry
+        self._defaults = TenantDefaults.coerce(defaults)
         # One entry per active ``async with`` on this object: did it open?
         self._entered: list[bool] = []
 
@@ -108,25 +121,26 @@ class IMSSession(ImageEndpoints, UploadEndpoints, SharingEndpoints):
         cls,
         environ: Mapping[str, str] | None = None,
         *,
+        profile: str | None = None,
         auth: Auth | None = None,
         session: aiohttp.ClientSession | None = None,
+        **overrides: Any,
     ) -> IMSSession:
-        """Build a session from ``IMS_*`` environment variables (see
-        :data:`aioims.config.ENV_VARIABLES`); ``IMS_TOKEN`` becomes
-        ``HeaderAuth.bearer(token)`` unless ``auth`` is given."""
-        settings, token = settings_from_env(environ)
-        if auth is None and token:
-            auth = HeaderAuth.bearer(token)
-        return cls(
-            settings.endpoint,
-            settings.region,
-            auth=auth,
-            session=session,
-            timeout=settings.timeout,
-            retry=settings.retry,
-            verify_ssl=settings.verify_ssl,
-            ca_bundle=settings.ca_bundle,
-        )
+        """Build a session from the configuration: ``overrides`` (keyword
+        values such as ``timeout=5``, ``tenant_id=...``) > ``IMS_*``
+        environment variables (``environ``, default ``os.environ``) > the
+        ``profile`` (default ``IMS_PROFILE``, else ``default``) of
+        ``~/.config/aioims/config.toml``.  See :mod:`aioims.settings` and
+        ``docs/configuration.md``.  ``IMS_TOKEN`` becomes
+        ``HeaderAuth.bearer(token)`` unless ``auth`` is given; the tenant ids
+        become :attr:`defaults`.  Missing endpoint/region or bad values raise
+        :class:`~aioims.ValidationError` naming the variable."""
+        from .settings import resolve
+
+        settings = resolve(overrides, environ, profile=profile)
+        if auth is None and settings.token:
+            auth = HeaderAuth.bearer(settings.token)
+        return cls(**settings.session_kwargs(), auth=auth, session=session)
 
     # -- options -------------------------------------------------------------
 
@@ -146,6 +160,11 @@ class IMSSession(ImageEndpoints, UploadEndpoints, SharingEndpoints):
     @property
     def retry(self) -> RetryPolicy:
         return self._retry
+
+    @property
+    def defaults(self) -> TenantDefaults:
+        """Tenant/department/resource-group ids used when a call leaves them out."""
+        return self._defaults
 
     @property
     def closed(self) -> bool:
@@ -242,26 +261,54 @@ class IMSSession(ImageEndpoints, UploadEndpoints, SharingEndpoints):
     async def upload_image(
         self,
         path: str | os.PathLike[str],
+        spec: ImageSpec | None = None,
         *,
         config: TransferConfig | None = None,
         progress: ProgressCallback | EventStream | None = None,
         checkpoint: str | os.PathLike[str] | None = None,
         image_id: str | None = None,
         delete_on_failure: bool = False,
-        **create_kwargs: Any,
+        **legacy_create_kwargs: Unpack[CreateKwargs],
     ) -> Image:
         """Upload an image file through the whole flow (create, prepare,
         multipart transfer, done, wait, verify) and return the active image;
         see :class:`aioims.uploader.Uploader` and ``docs/uploading.md``.
-        ``create_kwargs`` are those of :meth:`create_private_image`."""
+
+        ``spec``: the :class:`~aioims.ImageSpec` of the image to create
+        (``disk_format``/``min_disk`` left ``None`` are taken from the file,
+        tenant ids from :attr:`defaults`); not needed with ``image_id`` (an
+        existing ``queued`` image) or a ``checkpoint`` that names the image.
+        The spec is checked before anything is sent.
+
+        Deprecated: ``create_private_image`` keyword arguments instead of a
+        spec (``upload_image(path, name=..., ...)``); they still work, with a
+        :class:`DeprecationWarning`, and override the spec's fields.
+        """
+        if spec is not None and not isinstance(spec, ImageSpec):
+            raise ValidationError(
+                f"spec must be an aioims.ImageSpec, got {type(spec).__name__}", field="spec"
+            )
+        if legacy_create_kwargs:
+            warnings.warn(
+                "upload_image(path, name=..., ...) is deprecated: pass an "
+                "aioims.ImageSpec, upload_image(path, ImageSpec(name=...))",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            extra = dict(legacy_create_kwargs)
+            spec = spec.replace(**extra) if spec is not None else ImageSpec.from_mapping(extra)
+        if spec is not None:
+            spec = spec.with_defaults(self._defaults)
+        if spec is not None and image_id is None:
+            spec.to_create_kwargs()  # tenant/department present? (raises before any I/O)
+            if spec.disk_format is None or spec.min_disk is None:
+                spec = await anyio.to_thread.run_sync(spec.for_file, path)
         from .uploader import Uploader  # imported lazily: pulls in aiobotocore
 
         uploader = Uploader(
             self, config=config, progress=progress, delete_on_failure=delete_on_failure
         )
-        return await uploader.upload(
-            path, image_id=image_id, checkpoint=checkpoint, **create_kwargs
-        )
+        return await _run_uploader(uploader, path, spec, image_id=image_id, checkpoint=checkpoint)
 
     # -- plumbing used by the endpoint mixins ------------------------------------
 
@@ -342,3 +389,41 @@ class IMSSession(ImageEndpoints, UploadEndpoints, SharingEndpoints):
             request, timeout=per_call, retry=retry or self._retry
         ) as response:
             yield response
+
+
+def _uploader_takes_spec(uploader: Uploader) -> bool:
+    """Whether ``Uploader.upload`` takes ``(path, spec, ...)`` (the new entry
+    point) rather than only ``create_private_image`` keyword arguments."""
+    try:
+        parameters = list(inspect.signature(uploader.upload).parameters.values())
+    except (TypeError, ValueError):  # pragma: no cover
+        return False
+    return len(parameters) > 1 and parameters[1].kind in (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    )
+
+
+async def _run_uploader(
+    uploader: Uploader,
+    path: str | os.PathLike[str],
+    spec: ImageSpec | None,
+    *,
+    image_id: str | None,
+    checkpoint: str | os.PathLike[str] | None,
+) -> Image:
+    """Call ``Uploader.upload(path, spec, image_id=..., checkpoint=...)``; while
+    the uploader still takes ``**create_kwargs`` only, pass the spec as those."""
+    upload: Any = uploader.upload
+    if spec is not None and image_id is not None:
+        try:  # the spec is not needed to upload into an existing image
+            spec.to_create_kwargs()
+        except ValidationError:
+            spec = None
+    if _uploader_takes_spec(uploader):
+        result = await upload(path, spec, image_id=image_id, checkpoint=checkpoint)
+    else:
+        kwargs = spec.to_create_kwargs() if spec is not None and image_id is None else {}
+        result = await upload(path, image_id=image_id, checkpoint=checkpoint, **kwargs)
+    assert isinstance(result, Image)
+    return result

@@ -162,6 +162,37 @@ class Ticker:
         }
 
 
+class LoopCPU:
+    """CPU time of the event-loop thread (the thread entering it) over a section.
+
+    The 1 ms ticker beside the upload costs the loop thread CPU too (a wake-up
+    per tick): :meth:`net_of` measures that cost per tick on the idle loop
+    right after the section and subtracts it, so ``loop_cpu`` is what the
+    upload itself took from the loop (``loop_cpu_raw`` keeps the total)."""
+
+    def __enter__(self) -> LoopCPU:
+        self.seconds = 0.0
+        self._start = time.thread_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.thread_time() - self._start
+
+    async def net_of(self, ticker: Ticker, ticks: int = 300) -> dict[str, float]:
+        idle = Ticker()
+        start = time.thread_time()
+        with idle:
+            while len(idle.late) < ticks:
+                await asyncio.sleep(0.01)
+        per_tick = (time.thread_time() - start) / max(len(idle.late), 1)
+        overhead = per_tick * len(ticker.late)
+        return {
+            "loop_cpu": max(0.0, self.seconds - overhead),
+            "loop_cpu_raw": self.seconds,
+            "ticker_cpu_per_tick_us": per_tick * 1e6,
+        }
+
+
 @contextlib.contextmanager
 def profiled(spec: dict[str, Any]) -> Iterator[None]:
     """cProfile the timed section when ``spec["profile"]`` names a .pstats file."""
@@ -194,7 +225,10 @@ async def run_aioims(spec: dict[str, Any], meter: Meter, tmp: str) -> dict[str, 
     from aioims.models.upload import UploadTarget
     from aioims.transfer import TransferConfig, upload_file
 
-    config = TransferConfig(**spec.get("config", {}))
+    options = dict(spec.get("config", {}))
+    if spec.get("ca_file"):
+        options["ca_bundle"] = spec["ca_file"]
+    config = TransferConfig(**options)
     md5 = bool(spec.get("md5", True))
 
     def target(key: str) -> UploadTarget:
@@ -208,11 +242,12 @@ async def run_aioims(spec: dict[str, Any], meter: Meter, tmp: str) -> dict[str, 
 
     await upload_file(target(spec["key"] + "-warm"), warm_file(tmp), config=config, md5=md5)
     ticker = Ticker()
-    with profiled(spec), meter, ticker:
+    with profiled(spec), meter, ticker, LoopCPU() as loop_cpu:
         result = await upload_file(target(spec["key"]), spec["file"], config=config, md5=md5)
     assert result.size == spec["size"], result
     return {
         **ticker.summary(),
+        **(await loop_cpu.net_of(ticker)),
         "part_size": config.part_size,
         "max_concurrency": config.max_concurrency,
         "parts": result.part_count,
@@ -261,7 +296,9 @@ def run_boto3(spec: dict[str, Any], meter: Meter, tmp: str) -> dict[str, Any]:
     import boto3
     from botocore.config import Config
 
-    client = boto3.client("s3", config=_boto_config(spec, Config), **_client_kwargs(spec))
+    client = boto3.client(
+        "s3", config=_boto_config(spec, Config), verify=spec.get("ca_file"), **_client_kwargs(spec)
+    )
     transfer, shape = _boto_transfer(spec)
     client.put_object(Bucket=spec["bucket"], Key=spec["key"] + "-warm", Body=b"x" * WARM_SIZE)
     with profiled(spec), meter:
@@ -303,19 +340,115 @@ async def run_obstore(spec: dict[str, Any], meter: Meter, tmp: str) -> dict[str,
         region=spec["region"],
         virtual_hosted_style_request=False,
         unsigned_payload=bool(spec.get("tuned")),
-        client_options={"allow_http": True},
+        client_options={
+            "allow_http": True,
+            **(
+                {"root_certificate": Path(spec["ca_file"]).read_bytes()}
+                if spec.get("ca_file")
+                else {}
+            ),
+        },
     )
     shape = {"chunk_size": 5 * MiB, "max_concurrency": 12}
     if spec.get("tuned"):
         shape = {"chunk_size": spec["part_size"], "max_concurrency": spec["max_concurrency"]}
     await obstore.put_async(store, spec["key"] + "-warm", b"x" * WARM_SIZE)
     ticker = Ticker()
-    with profiled(spec), meter, ticker:
+    with profiled(spec), meter, ticker, LoopCPU() as loop_cpu:
         await obstore.put_async(store, spec["key"], Path(spec["file"]), **shape)
     return {
         **ticker.summary(),
+        **(await loop_cpu.net_of(ticker)),
         "part_size": shape["chunk_size"],
         "max_concurrency": shape["max_concurrency"],
+    }
+
+
+async def run_sender(spec: dict[str, Any], meter: Meter, tmp: str) -> dict[str, Any]:
+    """A minimal multipart driver on aiobotocore, to measure the HTTP session
+    alone: ``spec["sender"]`` is ``"thread"`` (aioims' ThreadedSession) or
+    ``"aiohttp"`` (aiobotocore's own).  Parts are read with ``preadv`` into
+    reused BytesIO buffers in worker threads, checksummed there
+    (``spec["part_checksum"]``: md5, crc32c or none), then sent."""
+    import io
+
+    from aiobotocore.config import AioConfig
+    from aiobotocore.httpsession import AIOHTTPSession
+    from aiobotocore.session import get_session
+
+    from aioims.transfer.checksums import part_checksum_params
+    from aioims.transfer.sender import ThreadedSession, start_sender_pool
+
+    part_size, concurrency = spec["part_size"], spec["max_concurrency"]
+    threaded = spec.get("sender") == "thread"
+    if threaded:
+        start_sender_pool(concurrency)  # before the loop runs: off the loop
+    checksum = spec.get("part_checksum")
+    config = AioConfig(
+        http_session_cls=ThreadedSession if threaded else AIOHTTPSession,
+        region_name=spec["region"],
+        s3={"addressing_style": "path", "payload_signing_enabled": False},
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        max_pool_connections=concurrency + 2,
+    )
+    https = spec["url"].startswith("https://")
+    verify = spec.get("ca_file") if https else False
+    size = spec["size"]
+    count = max(1, -(-size // part_size))
+    fd = os.open(spec["file"], os.O_RDONLY)
+
+    def read(buffer: io.BytesIO, number: int) -> dict[str, str]:
+        offset = (number - 1) * part_size
+        length = min(part_size, size - offset)
+        buffer.seek(0)
+        buffer.truncate(length)
+        view = buffer.getbuffer()
+        try:
+            got = os.preadv(fd, [view], offset)
+            assert got == length, (got, length)
+            return part_checksum_params(checksum, view)
+        finally:
+            view.release()
+
+    session = get_session()
+    kwargs = _client_kwargs(spec)
+    async with session.create_client("s3", config=config, verify=verify, **kwargs) as client:
+        await client.put_object(Bucket=spec["bucket"], Key=spec["key"] + "-warm", Body=b"x")
+        ticker = Ticker()
+        with profiled(spec), meter, ticker, LoopCPU() as loop_cpu:
+            upload = await client.create_multipart_upload(Bucket=spec["bucket"], Key=spec["key"])
+            numbers = iter(range(1, count + 1))
+            etags: dict[int, str] = {}
+
+            async def worker() -> None:
+                buffer = io.BytesIO(bytes(part_size))
+                for number in numbers:
+                    params = await asyncio.to_thread(read, buffer, number)
+                    buffer.seek(0)
+                    answer = await client.upload_part(
+                        Bucket=spec["bucket"], Key=spec["key"], UploadId=upload["UploadId"],
+                        PartNumber=number, Body=buffer, **params,
+                    )  # fmt: skip
+                    etags[number] = answer["ETag"]
+
+            await asyncio.gather(*(worker() for _ in range(min(concurrency, count))))
+            parts = [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]
+            await client.complete_multipart_upload(
+                Bucket=spec["bucket"], Key=spec["key"], UploadId=upload["UploadId"],
+                MultipartUpload={"Parts": parts},
+            )  # fmt: skip
+        sends = getattr(client._endpoint.http_session, "threaded_sends", None)
+    os.close(fd)
+    if threaded:
+        assert sends == count, (sends, count)
+    return {
+        **ticker.summary(),
+        **(await loop_cpu.net_of(ticker)),
+        "part_size": part_size,
+        "max_concurrency": concurrency,
+        "parts": count,
     }
 
 
@@ -355,29 +488,51 @@ def run_s5cmd(spec: dict[str, Any], meter: Meter, tmp: str) -> dict[str, Any]:
     }
 
 
+def _answer_complete(answer: bytes) -> bool:
+    """An empty-bodied answer is complete (nginx's echo answers chunked)."""
+    head, sep, rest = answer.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    return b"chunked" not in head.lower() or rest.endswith(b"0\r\n\r\n")
+
+
 def run_socket(spec: dict[str, Any], meter: Meter, tmp: str) -> dict[str, Any]:
-    """The loopback ceiling: one raw socket sending a PUT body from memory."""
+    """The loopback ceiling: one keep-alive socket sending part-sized PUT
+    bodies from memory, one after the other (``spec["part_size"]``, 8 MiB
+    by default: the sink keeps bodies up to 32 MiB in memory)."""
     host, _, port = spec["url"].removeprefix("http://").partition(":")
     size = spec["size"]
-    chunk = memoryview(bytes(4 * MiB))
+    part = int(spec.get("part_size") or 8 * MiB)
+    block = memoryview(bytes(part))
     with socket.create_connection((host, int(port))) as sock, meter:
-        head = (
-            f"PUT /{spec['bucket']}/{spec['key']} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-            f"Content-Length: {size}\r\n\r\n"
-        )
-        sock.sendall(head.encode())
-        left = size
+        left, number = size, 0
         while left:
-            piece = chunk[: min(left, len(chunk))]
-            sock.sendall(piece)
-            left -= len(piece)
-        answer = sock.recv(65536)
-    if not answer.startswith(b"HTTP/1.1 200"):
-        raise RuntimeError(f"sink answered {answer[:80]!r}")
+            length = min(left, part)
+            number += 1
+            head = (
+                f"PUT /{spec['bucket']}/{spec['key']}?partNumber={number}&uploadId=u HTTP/1.1\r\n"
+                f"Host: {host}:{port}\r\nContent-Length: {length}\r\n\r\n"
+            )
+            sock.sendall(head.encode())
+            sock.sendall(block[:length])
+            answer = b""
+            while not _answer_complete(answer):
+                data = sock.recv(65536)
+                if not data:
+                    raise RuntimeError("the sink closed the connection")
+                answer += data
+            if not answer.startswith(b"HTTP/1.1 200"):
+                raise RuntimeError(f"sink answered {answer[:80]!r}")
+            left -= length
     return {}
 
 
-ASYNC_CLIENTS = {"aioims": run_aioims, "aioboto3": run_aioboto3, "obstore": run_obstore}
+ASYNC_CLIENTS = {
+    "aioims": run_aioims,
+    "aioboto3": run_aioboto3,
+    "obstore": run_obstore,
+    "sender": run_sender,
+}
 SYNC_CLIENTS = {"boto3": run_boto3, "s5cmd": run_s5cmd, "socket": run_socket}
 
 

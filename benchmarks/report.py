@@ -120,7 +120,7 @@ def _upload_rows(section: dict[str, Any], ceiling: bool) -> list[list[str]]:
     for name, r in section["clients"].items():
         if not r.get("ok"):
             rows.append(
-                [name, "failed: " + str(r.get("error", ""))[:80]] + ["–"] * (9 if ceiling else 8)
+                [name, "failed: " + str(r.get("error", ""))[:80]] + ["–"] * (10 if ceiling else 9)
             )
             continue
         stall_max = stall_p99 = "–"
@@ -142,6 +142,7 @@ def _upload_rows(section: dict[str, Any], ceiling: bool) -> list[list[str]]:
             row.append(ratio(r.get("vs_ceiling")))
         row += [
             fmt(r["cpu_s_per_gib"], 2),
+            fmt(r.get("loop_cpu_s_per_gib"), 2),
             fmt(r["rss_mib"]),
             f"{r['max_concurrency']}×{r['part_size'] // MiB} MiB" if r.get("part_size") else "–",
             ratio(r.get("rss_vs_buffers")),
@@ -198,6 +199,7 @@ def render(result: dict[str, Any]) -> str:
         "× best peer",
         "× ceiling",
         "CPU s/GiB",
+        "loop-thread CPU s/GiB",
         "peak RSS MiB",
         "conc × part",
         "RSS / (conc×part)",
@@ -205,7 +207,11 @@ def render(result: dict[str, Any]) -> str:
         "loop stall p99 ms (raw/own/cpu)",
         "runs MiB/s",
     ]
-    for key, title in (("sink", "zero-cost sink"), ("moto", "moto (the emulator's S3)")):
+    for key, title in (
+        ("sink", "zero-cost sink, HTTP"),
+        ("sink_https", "zero-cost sink, HTTPS (throw-away CA)"),
+        ("moto", "moto (the emulator's S3)"),
+    ):
         section = result.get("upload", {}).get(key)
         if not section:
             continue

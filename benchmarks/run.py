@@ -60,9 +60,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", default=str(HERE / "results"), help="where latest.md/json go")
     p.add_argument(
         "--sink",
-        choices=("asyncio", "nginx", "nginx-early"),
-        default="asyncio",
-        help="zero-cost sink (see docs/performance.md; default asyncio)",
+        choices=("asyncio", "nginx"),
+        default="nginx",
+        help="zero-cost sink: nginx (HTTP and HTTPS; falls back to asyncio, HTTP only, "
+        "when nginx or its echo module is missing) or asyncio (see docs/performance.md)",
     )
     p.add_argument("--part-size", type=parse_size, default=16 * MiB, help="tuned part size")
     p.add_argument("--concurrency", type=int, default=8, help="tuned max_concurrency")
@@ -157,7 +158,7 @@ def peers(args: argparse.Namespace, skipped: list[str]) -> tuple[set[str], dict[
 def start_sink(kind: str, skipped: list[str]) -> servers.Server:
     if kind != "asyncio":
         try:
-            return servers.start_nginx_sink(early=kind == "nginx-early")
+            return servers.start_nginx_sink()
         except (OSError, RuntimeError) as exc:
             skipped.append(f"{kind} sink ({exc}): used the asyncio sink")
     return servers.start_script("sink.py", kind="asyncio-sink")
@@ -231,7 +232,8 @@ class Run:
         log(f"sink: {self.result['sink']} at {sink.url}")
         try:
             if "sink" in args.only:
-                ceiling = suites.Variant("socket", "socket", {}, "ceiling")
+                shape = {"part_size": args.part_size}
+                ceiling = suites.Variant("socket", "socket", shape, "ceiling")
                 section = suites.upload_section(
                     sink.url, self.file(args.size), args.size, args.runs,
                     [*self.variants, ceiling], log, self.profile_dir,
@@ -239,8 +241,22 @@ class Run:
                 self.result.setdefault("upload", {})["sink"] = section
                 self.result.setdefault("floors", {})["socket"] = section["clients"]["socket"]
                 for name, entry in section["clients"].items():
-                    if entry.get("group") == "aioims" and not entry.get("ok"):
+                    if entry.get("group") in ("aioims", "sender") and not entry.get("ok"):
                         self.errors.append(f"sink: {name} failed: {entry.get('error')}")
+                if sink.tls_url:
+                    log(f"sink over HTTPS at {sink.tls_url} (throw-away CA)")
+                    tls_variants = [v for v in self.variants if v.client != "s5cmd"]
+                    if args.smoke:
+                        smoke = ("aioims-thread-tuned", "sender-thread")
+                        tls_variants = [v for v in tls_variants if v.name in smoke]
+                    section = suites.upload_section(
+                        sink.tls_url, self.file(args.size), args.size, args.runs,
+                        tls_variants, log, None, ca_file=sink.ca_file,
+                    )  # fmt: skip
+                    self.result["upload"]["sink_https"] = section
+                    for name, entry in section["clients"].items():
+                        if entry.get("group") in ("aioims", "sender") and not entry.get("ok"):
+                            self.errors.append(f"sink_https: {name} failed: {entry.get('error')}")
             if "rss" in args.only:
                 files = {size: self.file(size) for size in args.rss_sizes}
                 chosen = [v for v in self.variants if v.name in ("aioims-default", "aioims-tuned")]

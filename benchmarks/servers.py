@@ -1,7 +1,8 @@
 """The servers of a benchmark run, each in its own process on loopback.
 
-* the zero-cost S3 sink: the asyncio sink of :mod:`benchmarks.sink`
-  (``start_script("sink.py")``), or nginx (:func:`start_nginx_sink`);
+* the zero-cost S3 sink: nginx (:func:`start_nginx_sink`, HTTP and HTTPS
+  with a throw-away CA), or the asyncio sink of :mod:`benchmarks.sink`
+  (``start_script("sink.py")``, HTTP only) where nginx is missing;
 * :func:`start_moto` — moto's S3 server (the emulator's embedded S3,
   :mod:`aioims.emulator.s3server`), with the benchmark bucket created;
 * :func:`start_script` — any of our scripts that print ``READY <url>``
@@ -69,6 +70,9 @@ class Server:
         self.cleanup = cleanup
         self.extra_cleanup: str | None = None
         self.version = version
+        #: nginx sink only: its HTTPS listener and the throw-away CA that signed it.
+        self.tls_url: str | None = None
+        self.ca_file: str | None = None
 
     @property
     def pid(self) -> int:
@@ -158,29 +162,82 @@ def echo_module() -> str | None:
     return None
 
 
-def start_nginx_sink(early: bool = False) -> Server:
-    """nginx as the sink: ``nginx-s3-sink.conf`` (answers after the body;
-    needs the echo module) or, with ``early``, the shared config verbatim."""
+def make_throwaway_pki(directory: str) -> tuple[str, str, str]:
+    """A private CA and a certificate for IP 127.0.0.1 signed by it, made
+    for this run only (in ``directory``): ``(ca_file, cert_file, key_file)``."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "aioims bench CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    paths = [os.path.join(directory, name) for name in ("ca.pem", "cert.pem", "key.pem")]
+    Path(paths[0]).write_bytes(ca.public_bytes(pem))
+    Path(paths[1]).write_bytes(leaf.public_bytes(pem))
+    Path(paths[2]).write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    os.chmod(paths[2], 0o600)
+    return paths[0], paths[1], paths[2]
+
+
+def start_nginx_sink() -> Server:
+    """nginx as the sink (``nginx-s3-sink.conf``, a copy of the shared config:
+    it answers only after reading the whole body; needs the echo module),
+    plain HTTP at ``.url`` and HTTPS at ``.tls_url``, whose certificate (for
+    IP 127.0.0.1) is signed by a throw-away CA made for this run
+    (``.ca_file``)."""
     binary = nginx_binary()
     if binary is None:
         raise RuntimeError("nginx is not installed")
+    module = echo_module()
+    if module is None:
+        raise RuntimeError("nginx's echo module is missing (libnginx-mod-http-echo)")
     workdir = tempfile.mkdtemp(prefix="aioims-bench-nginx-")
-    body_dir = tempfile.mkdtemp(
-        prefix="aioims-bench-body-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None
-    )
-    port = free_port()
-    if early:
-        conf = (HERE / "nginx-s3-sink-early.conf").read_text()
-    else:
-        module = echo_module()
-        if module is None:
-            shutil.rmtree(body_dir, ignore_errors=True)
-            raise RuntimeError("nginx's echo module is missing (libnginx-mod-http-echo)")
-        conf = NGINX_CONF.read_text().replace("__ECHO_MODULE__", module)
+    os.chmod(workdir, 0o711)  # nginx's workers (often "nobody") write bodies > 32 MiB below it
+    ca_file, cert_file, key_file = make_throwaway_pki(workdir)
+    port, tls_port = free_port(), free_port()
     conf = (
-        conf.replace("__BODY_DIR__", body_dir)
+        NGINX_CONF.read_text()
+        .replace("__ECHO_MODULE__", module)
         .replace("__DIR__", workdir)
+        .replace("__TLS_PORT__", str(tls_port))
         .replace("__PORT__", str(port))
+        .replace("__CERT__", cert_file)
+        .replace("__KEY__", key_file)
     )
     conf_path = Path(workdir) / "nginx.conf"
     conf_path.write_text(conf)
@@ -190,11 +247,12 @@ def start_nginx_sink(early: bool = False) -> Server:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    kind = "nginx-early" if early else "nginx"
-    server = Server(kind, f"http://127.0.0.1:{port}", proc, workdir, nginx_version(binary))
-    server.extra_cleanup = body_dir
+    server = Server("nginx", f"http://127.0.0.1:{port}", proc, workdir, nginx_version(binary))
+    server.tls_url = f"https://127.0.0.1:{tls_port}"
+    server.ca_file = ca_file
     try:
         wait_port(port, 15, proc)
+        wait_port(tls_port, 15, proc)
     except BaseException:
         server.stop()
         raise

@@ -30,7 +30,7 @@ class Variant:
     name: str
     client: str
     spec: dict[str, Any] = field(default_factory=dict)
-    group: str = "peer"  # aioims | peer | ceiling
+    group: str = "peer"  # aioims | sender | peer | ceiling
     python: str | None = None  # another interpreter (aioboto3 in its own venv)
 
 
@@ -49,10 +49,31 @@ def upload_variants(
         "payload_signing": False,
     }
     shape = {"part_size": part_size, "max_concurrency": concurrency}
+    thread = {"sender": "thread"}
+    sender_shape = {"sender": "thread", "part_size": part_size, "max_concurrency": concurrency}
     variants = [
         Variant("aioims-default", "aioims", {"config": {}, "md5": True}, "aioims"),
         Variant("aioims-md5", "aioims", {"config": tuned_aioims, "md5": True}, "aioims"),
         Variant("aioims-tuned", "aioims", {"config": tuned_aioims, "md5": False}, "aioims"),
+        # issue 15: the threaded part sender; CRC32C per part where honoured
+        Variant(
+            "aioims-thread-default",
+            "aioims",
+            {"config": {**thread, "part_checksum": "auto"}, "md5": True},
+            "aioims",
+        ),
+        Variant(
+            "aioims-thread-tuned",
+            "aioims",
+            {"config": {**tuned_aioims, **thread}, "md5": False},
+            "aioims",
+        ),
+        # the HTTP session alone, under a minimal multipart driver (benchmarks/client.py)
+        Variant("sender-thread", "sender", sender_shape, "sender"),
+        Variant(
+            "sender-thread-crc32c", "sender", {**sender_shape, "part_checksum": "crc32c"}, "sender"
+        ),
+        Variant("sender-aiohttp", "sender", {**sender_shape, "sender": "aiohttp"}, "sender"),
     ]
     if experiments:
         variants += experiment_variants(tuned_aioims, experiments)
@@ -161,9 +182,13 @@ def aggregate(runs: list[dict[str, Any]], size: int) -> dict[str, Any]:
     for r in ok:
         r["mib_s"] = size / r["wall"] / MiB
         r["cpu_s_per_gib"] = r["cpu"] / size * GiB
+    for r in ok:
+        if r.get("loop_cpu") is not None:
+            r["loop_cpu_s_per_gib"] = r["loop_cpu"] / size * GiB
     out: dict[str, Any] = {
         "ok": True,
         "mib_s": statistics.median(rates),
+        "loop_cpu_s_per_gib": _median(ok, "loop_cpu_s_per_gib"),
         "cpu_s_per_gib": _median(ok, "cpu_s_per_gib"),
         "rss_mib": _median(ok, "rss_mib"),
         "spread": f"{min(rates):,.0f}–{max(rates):,.0f}",
@@ -228,9 +253,12 @@ def upload_section(
     variants: list[Variant],
     log: Log,
     profile_dir: str | None = None,
+    ca_file: str | None = None,
 ) -> dict[str, Any]:
     def make_spec(variant: Variant) -> dict[str, Any]:
         spec = {**base_spec(url, path, size), "client": variant.client, **variant.spec}
+        if ca_file:
+            spec["ca_file"] = ca_file
         if profile_dir and variant.group == "aioims":
             spec["profile"] = os.path.join(profile_dir, f"{variant.name}.pstats")
         return spec

@@ -1,4 +1,4 @@
-"""The issue-7 targets, judged on ratios measured in the same run."""
+"""The issue-7 and issue-15 targets, judged on ratios measured in the same run."""
 
 from __future__ import annotations
 
@@ -156,8 +156,57 @@ def _api(result: dict[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
+def _ratio_row(
+    result: dict[str, Any], section: str, name: str, peers: tuple[str, ...], floor: float, what: str
+) -> dict[str, str]:
+    ours = _client(result, section, name)
+    others = [(p, c) for p in peers if (c := _client(result, section, p))]
+    ok, measured = None, "missing client(s)"
+    if ours and others:
+        peer, best = max(others, key=lambda pc: pc[1]["mib_s"])
+        r = ours["mib_s"] / best["mib_s"]
+        ok = r >= floor
+        measured = f"{r:.2f}x ({ours['mib_s']:,.0f} vs {best['mib_s']:,.0f} MiB/s, {peer})"
+    return {
+        "target": f"{section}, {what}: `{name}` >= {floor:.1f}x best of {', '.join(peers)}",
+        "measured": measured,
+        "verdict": _verdict(ok),
+    }
+
+
+def _sender(result: dict[str, Any]) -> list[dict[str, str]]:
+    """Issue 15: the threaded part sender (``TransferConfig(sender="thread")``)."""
+    tuned_peers = ("boto3-tuned", "obstore-tuned")
+    rows = [
+        _ratio_row(result, "sink", "aioims-thread-tuned", tuned_peers, 1.2, "integrity off"),
+        _ratio_row(result, "sink_https", "aioims-thread-tuned", tuned_peers, 1.0, "integrity off"),
+        _ratio_row(result, "sink", "aioims-thread-default", ("boto3-default",), 1.0, "defaults"),
+        _ratio_row(
+            result, "sink_https", "aioims-thread-default", ("boto3-default",), 1.0, "defaults"
+        ),
+    ]
+    for section in ("sink", "sink_https"):
+        for name in ("aioims-thread-tuned", "sender-thread"):
+            client = _client(result, section, name)
+            value = client.get("loop_cpu_s_per_gib") if client else None
+            rows.append(
+                {
+                    "target": f"{section}: `{name}` event-loop thread <= 0.15 CPU-s/GiB",
+                    "measured": "missing" if value is None else f"{value:.2f} CPU-s/GiB",
+                    "verdict": _verdict(None if value is None else value <= 0.15),
+                }
+            )
+    return rows
+
+
 def evaluate(result: dict[str, Any]) -> list[dict[str, str]]:
-    rows = [*_throughput(result), *_memory(result), *_stalls(result), *_api(result)]
+    rows = [
+        *_throughput(result),
+        *_sender(result),
+        *_memory(result),
+        *_stalls(result),
+        *_api(result),
+    ]
     if result.get("smoke"):  # tiny sizes, one run: the harness works, nothing is judged
         for row in rows:
             row["verdict"] = "n/a (smoke)"

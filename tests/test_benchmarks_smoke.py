@@ -1,6 +1,7 @@
 """The benchmark harness still runs: ``python -m benchmarks --smoke`` exits 0
-and writes results with the aioims clients and the machine floors (optional
-peers — boto3, aioboto3, obstore, s5cmd, nginx — may be absent)."""
+and writes results with the aioims clients, the threaded sender, the machine
+floors and, with the nginx sink, the HTTPS section (optional peers — boto3,
+aioboto3, obstore, s5cmd, nginx — may be absent)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,19 @@ def test_benchmarks_smoke(tmp_path: Path) -> None:
         assert entry["mib_s"] > 0
         assert entry["rss_mib"] > 0
         assert entry["stall_max_ms"] is not None
+
+    # issue 15: the threaded sender (through aioims and alone), loop-thread CPU
+    for name in ("aioims-thread-tuned", "sender-thread", "sender-aiohttp"):
+        entry = sink[name]
+        assert entry["ok"], entry
+        assert entry["mib_s"] > 0
+        assert entry["loop_cpu_s_per_gib"] is not None and entry["loop_cpu_s_per_gib"] > 0
+    if result["sink"].startswith("nginx"):  # the nginx sink has an HTTPS listener
+        https = result["upload"]["sink_https"]["clients"]
+        for name in ("aioims-thread-tuned", "sender-thread"):
+            assert https[name]["ok"], https[name]
+            assert https[name]["mib_s"] > 0
+        assert "HTTPS" in (tmp_path / "latest.md").read_text()
 
     floors = result["floors"]
     for name in ("file_read", "md5", "sha256", "crc32"):

@@ -11,8 +11,7 @@ from .._protocol import Envelope, RetryMode
 from .._transport import StreamResponse
 from ..config import RetryPolicy
 from ..errors import DecodeError
-from ..models import Page, from_wire
-from ..models import page_from_wire
+from ..models import Page, from_wire, page_from_wire
 
 T = TypeVar("T")
 

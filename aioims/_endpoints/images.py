@@ -28,6 +28,7 @@ from ..models import (
     Visibility,
     VolumeImage,
 )
+from ..models.spec import ImageSpec, TenantDefaults
 from ..pagination import Filter, filter_value
 from ..validation import (
     check_description,
@@ -44,6 +45,39 @@ from ..validation import (
 from ._base import EndpointBase, parse_model, parse_page
 
 DEFAULT_PAGE_SIZE = 50
+
+
+def tenant_defaults(session: object) -> TenantDefaults:
+    """The :class:`TenantDefaults` of a session (none for other objects)."""
+    found = getattr(session, "_defaults", None)
+    return found if isinstance(found, TenantDefaults) else TenantDefaults()
+
+
+def fill_tenancy(
+    session: object,
+    tenant_id: str | None,
+    department_id: str | None,
+    resource_group_id: str | None,
+) -> tuple[str, str, str | None]:
+    """Tenant, department and resource-group ids, the session's defaults
+    filling those left ``None`` (or ``""``); a missing tenant or department
+    raises :class:`~aioims.ValidationError`."""
+    given = TenantDefaults(tenant_id=tenant_id, department_id=department_id)
+    defaults = tenant_defaults(session)
+    tenant = given.tenant_id or defaults.tenant_id
+    department = given.department_id or defaults.department_id
+    for value, field, variable in ((tenant, "tenant_id", "IMS_TENANT_ID"),
+                                   (department, "department_id", "IMS_DEPARTMENT_ID")):  # fmt: skip
+        if value is None:
+            raise ValidationError(
+                f"{field}: is required: pass it or configure a default ({variable}, "
+                f"or {field} in the profile of config.toml)",
+                field=field,
+            )
+    assert tenant is not None and department is not None
+    if resource_group_id is None:  # "" stays: explicitly none
+        resource_group_id = defaults.resource_group_id
+    return tenant, department, resource_group_id
 
 
 def _image_path(image_id: str, suffix: str = "") -> str:
@@ -180,20 +214,22 @@ class ImageEndpoints(EndpointBase):
 
     async def create_private_image(
         self,
+        spec: ImageSpec | None = None,
+        /,
         *,
-        name: str,
-        disk_format: DiskFormat | str,
-        min_disk: int,
-        min_ram: int,
-        image_type: ImageType | str,
-        instruction: Instruction | str,
-        cpu_arch: CpuArch | str,
-        os_type: OsType | str,
-        platform: Platform | str,
-        visibility: Visibility | str,
-        usage: Usage | str,
-        department_id: str,
-        tenant_id: str,
+        name: str | None = None,
+        disk_format: DiskFormat | str | None = None,
+        min_disk: int | None = None,
+        min_ram: int | None = None,
+        image_type: ImageType | str | None = None,
+        instruction: Instruction | str | None = None,
+        cpu_arch: CpuArch | str | None = None,
+        os_type: OsType | str | None = None,
+        platform: Platform | str | None = None,
+        visibility: Visibility | str | None = None,
+        usage: Usage | str | None = None,
+        department_id: str | None = None,
+        tenant_id: str | None = None,
         description: str | None = None,
         image_tags: Sequence[Any] | None = None,
         resource_group_id: str | None = None,
@@ -203,34 +239,56 @@ class ImageEndpoints(EndpointBase):
         retry: RetryPolicy | None = None,
     ) -> Image:
         """Create a private image's metadata; it starts in ``queued``.
-        ``POST /private-images`` (flat body). Never retried."""
-        body: dict[str, Any] = {
-            "diskFormat": check_enum(DiskFormat, disk_format, "disk_format"),
-            "minDisk": check_non_negative(min_disk, "min_disk"),
-            "minRam": check_non_negative(min_ram, "min_ram"),
-            "name": check_name(name),
-            "imageType": check_enum(ImageType, image_type, "image_type"),
-            "instruction": check_enum(Instruction, instruction, "instruction"),
-            "cpuArch": check_enum(CpuArch, cpu_arch, "cpu_arch"),
-            "osType": check_enum(OsType, os_type, "os_type"),
-            "platform": check_enum(Platform, platform, "platform"),
-            "visibility": _creatable_visibility(visibility),
-            "usage": check_enum(Usage, usage, "usage"),
-            "departmentId": check_str(department_id, "department_id"),
-            "tenantId": check_str(tenant_id, "tenant_id"),
-        }
-        if description is not None:
-            body["description"] = check_description(description)
-        if image_tags is not None:
-            body["imageTags"] = check_tags(image_tags)
-        if resource_group_id is not None:
-            body["resourceGroupId"] = check_str(
-                resource_group_id, "resource_group_id", allow_empty=True
+        ``POST /private-images`` (flat body). Never retried.
+
+        Give an :class:`~aioims.ImageSpec`, keyword arguments (its fields), or
+        both (the keywords override the spec's fields).  Fields left out take
+        the spec's defaults (``disk_format`` ``qcow2``, ``min_disk`` 1, ...);
+        ``tenant_id``/``department_id``/``resource_group_id`` left out (or
+        ``None``) come from :attr:`~aioims.IMSSession.defaults`.  Everything
+        is validated before the request is sent."""
+        given = {
+            "name": name, "disk_format": disk_format, "min_disk": min_disk,
+            "min_ram": min_ram, "image_type": image_type, "instruction": instruction,
+            "cpu_arch": cpu_arch, "os_type": os_type, "platform": platform,
+            "visibility": visibility, "usage": usage, "department_id": department_id,
+            "tenant_id": tenant_id, "description": description, "image_tags": image_tags,
+            "resource_group_id": resource_group_id, "boot_mode": boot_mode,
+            "os_version": os_version,
+        }  # fmt: skip
+        changes = {key: value for key, value in given.items() if value is not None}
+        if spec is None:
+            if name is None:
+                raise ValidationError("name: is required (or pass an ImageSpec)", field="name")
+            spec = ImageSpec(**changes)
+        elif not isinstance(spec, ImageSpec):
+            raise ValidationError(
+                f"spec must be an aioims.ImageSpec, got {type(spec).__name__}", field="spec"
             )
-        if boot_mode is not None:
-            body["bootMode"] = check_enum(BootMode, boot_mode, "boot_mode")
-        if os_version is not None:
-            body["osVersion"] = check_str(os_version, "os_version", allow_empty=True)
+        elif changes:
+            spec = spec.replace(**changes)
+        kwargs = spec.to_create_kwargs(tenant_defaults(self))
+        body: dict[str, Any] = {
+            "diskFormat": kwargs["disk_format"],
+            "minDisk": kwargs["min_disk"],
+            "minRam": kwargs["min_ram"],
+            "name": kwargs["name"],
+            "imageType": kwargs["image_type"],
+            "instruction": kwargs["instruction"],
+            "cpuArch": kwargs["cpu_arch"],
+            "osType": kwargs["os_type"],
+            "platform": kwargs["platform"],
+            "visibility": kwargs["visibility"],
+            "usage": kwargs["usage"],
+            "departmentId": kwargs["department_id"],
+            "tenantId": kwargs["tenant_id"],
+        }
+        optional = {
+            "description": "description", "image_tags": "imageTags",
+            "resource_group_id": "resourceGroupId", "boot_mode": "bootMode",
+            "os_version": "osVersion",
+        }  # fmt: skip
+        body.update({wire: kwargs[key] for key, wire in optional.items() if key in kwargs})
         envelope = await self._call(
             "POST", "/private-images", json_body=body, mode=RetryMode.NEVER,
             timeout=timeout, retry=retry,
@@ -261,9 +319,9 @@ class ImageEndpoints(EndpointBase):
         platform: Platform | str,
         usage: Usage | str,
         instruction: Instruction | str,
-        department_id: str,
-        tenant_id: str,
         image_url: str,
+        department_id: str | None = None,
+        tenant_id: str | None = None,
         visibility: Visibility | str = "private",
         image_type: ImageType | str | None = None,
         description: str | None = None,
@@ -274,7 +332,11 @@ class ImageEndpoints(EndpointBase):
         retry: RetryPolicy | None = None,
     ) -> Image:
         """Import a custom image from a URL (system disk, optional data disks).
-        ``POST /private-images/import``. Never retried."""
+        ``POST /private-images/import``. Never retried.  Ids left out (or
+        ``None``) come from :attr:`~aioims.IMSSession.defaults`."""
+        tenant_id, department_id, resource_group_id = fill_tenancy(
+            self, tenant_id, department_id, resource_group_id
+        )
         wire_visibility = check_enum(Visibility, visibility, "visibility")
         if wire_visibility != Visibility.PRIVATE.value:
             raise ValidationError(

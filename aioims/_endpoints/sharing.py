@@ -19,6 +19,7 @@ from ..validation import (
     check_user_ids,
 )
 from ._base import EndpointBase, parse_list, parse_model, parse_page
+from .images import fill_tenancy
 
 DEFAULT_PAGE_SIZE = 50
 
@@ -178,21 +179,26 @@ class SharingEndpoints(EndpointBase):
         self,
         share_image_id: str,
         *,
-        tenant_id: str,
-        department_id: str,
-        resource_group_id: str,
         name: str,
+        tenant_id: str | None = None,
+        department_id: str | None = None,
+        resource_group_id: str | None = None,
         description: str | None = None,
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
     ) -> Image:
         """Copy an image shared with the caller into their own tenant.
-        ``POST /shared-images/{share_image_id}/copy``. Never retried."""
+        ``POST /shared-images/{share_image_id}/copy``. Never retried.
+        Ids left out (or ``None``) come from :attr:`~aioims.IMSSession.defaults`;
+        without a resource group the service gets ``""`` (none)."""
         path = _shared(share_image_id, "/copy")
+        tenant_id, department_id, resource_group_id = fill_tenancy(
+            self, tenant_id, department_id, resource_group_id
+        )
         body: dict[str, Any] = {
             "tenantId": check_str(tenant_id, "tenant_id"),
             "departmentId": check_str(department_id, "department_id"),
-            "resourceGroupId": check_str(resource_group_id, "resource_group_id", allow_empty=True),
+            "resourceGroupId": resource_group_id or "",
             "name": check_name(name),
         }
         if description is not None:

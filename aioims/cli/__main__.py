@@ -1,4 +1,4 @@
-"""``python -m aioims.cli``."""
+"""``python -m aioims.cli`` (the same program as ``aioims``)."""
 
 from .main import main
 

@@ -24,8 +24,9 @@ import click
 
 from ..errors import IMSError, ValidationError
 from . import config as config_mod
-from .output import Output
+from .output import Output, error_payload
 from .progress import MODES, pick_mode
+from .render import FORMATS, Column, View
 
 if TYPE_CHECKING:
     from ..session import IMSSession
@@ -45,6 +46,8 @@ class State:
 
     flags: dict[str, Any] = attrs.field(factory=dict)
     json_mode: bool = False
+    fmt: str = "table"
+    columns: list[str] = attrs.field(factory=list)
     quiet: bool = False
     debug: bool = False
     progress: str = "auto"
@@ -56,7 +59,8 @@ class State:
         if self._output is None:
             self._output = Output(json_mode=self.json_mode, quiet=self.quiet)
         # --json/--quiet may come after an option that already needed the output
-        self._output.json_mode = self.json_mode
+        self._output.fmt = "json" if self.json_mode else self.fmt
+        self._output.columns = self.columns
         self._output.quiet = self.quiet
         self._output.add_secret(self.flags.get("token"))
         return self._output
@@ -100,14 +104,8 @@ class State:
         auth = None
         if settings.token:
             auth = HeaderAuth({"Authorization": f"Bearer {settings.token}"})
-        assert settings.endpoint is not None and settings.region is not None
-        return IMSSession(
-            settings.endpoint,
-            settings.region,
-            auth=auth,
-            verify_ssl=not settings.insecure,
-            ca_bundle=None if settings.insecure else settings.ca_bundle,
-        )
+        # endpoint, region, TLS, timeout, retry policy and tenant defaults
+        return IMSSession(**settings.session_kwargs(), auth=auth)
 
 
 def get_state() -> State:
@@ -115,7 +113,8 @@ def get_state() -> State:
 
 
 def usage_error(state: State, message: str) -> NoReturn:
-    state.output.error(message)
+    """One line on stderr (JSON on stdout under ``-f json``), exit 2."""
+    state.output.usage(message)
     raise click.exceptions.Exit(EXIT_USAGE)
 
 
@@ -124,11 +123,16 @@ def usage_error(state: State, message: str) -> NoReturn:
 
 def _flag_store(key: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
     def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-        if value is None or value is False:
+        if value is None or value is False or value == ():
             return value
         state = ctx.ensure_object(State)
         if key == "json":
             state.json_mode = True
+        elif key == "fmt":
+            state.fmt = value
+            state.json_mode = state.json_mode or value == "json"
+        elif key == "columns":
+            state.columns.extend(v for v in value if v not in state.columns)
         elif key == "quiet":
             state.quiet = True
         elif key == "debug":
@@ -144,11 +148,9 @@ def _flag_store(key: str) -> Callable[[click.Context, click.Parameter, Any], Any
 
 
 def _enable_debug(state: State) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from ..logs import enable_debug_logging  # masks S3/IMS secrets (see docs/cli.md)
+
+    enable_debug_logging(logging.DEBUG)
     state.output.install_log_redaction()
 
 
@@ -166,13 +168,21 @@ _OPTION_SPECS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--ca-bundle", "ca_bundle"),
      {"metavar": "PEM", "help": "CA bundle to verify the service [env IMS_CA_BUNDLE]."}),
     (("--insecure",), {"is_flag": True, "help": "Do not verify TLS certificates."}),
-    (("--json", "json"), {"is_flag": True, "help": "Machine-readable JSON on stdout."}),
+    (("--json", "json"), {"is_flag": True, "help": "Machine-readable JSON on stdout "
+                                                   "(same as -f json)."}),
+    (("--format", "-f", "fmt"),
+     {"type": click.Choice(FORMATS), "metavar": "FORMAT",
+      "help": "Result format: table (fits the terminal), value (tab-separated), json, csv."}),
+    (("--column", "-c", "columns"),
+     {"multiple": True, "metavar": "NAME",
+      "help": "Show only this column or field (repeatable, or comma-separated)."}),
     (("--quiet", "-q", "quiet"), {"is_flag": True, "help": "No progress bars or notes."}),
     (("--progress", "progress"),
      {"type": click.Choice(MODES), "metavar": "MODE",
       "help": "Progress display: auto (bars on a terminal), bar, plain (lines), none."}),
     (("--debug", "debug"),
      {"is_flag": True, "help": "Debug logging on stderr (secrets redacted)."}),
+    *config_mod.OPTION_SPECS,  # --request-timeout, --max-attempts
 ]
 
 
@@ -206,14 +216,10 @@ def run(
     state = get_state()
     out = state.output
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
-        return anyio.run(main, backend="asyncio")
+        return anyio.run(_terminable, main, in_main_thread, backend="asyncio")
     except BaseException as raised:
         exc = unwrap(raised)
-    finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
     if isinstance(exc, (click.exceptions.Exit, click.ClickException, SystemExit)):
         raise exc
     # Python 3.11's asyncio runner turns Ctrl-C into KeyboardInterrupt; on 3.10
@@ -223,9 +229,7 @@ def run(
         out.error("interrupted", hint=hint)
         raise click.exceptions.Exit(EXIT_INTERRUPTED)
     if isinstance(exc, ValidationError):
-        field = f" (field {exc.field})" if getattr(exc, "field", None) else ""
-        out.error(f"invalid input{field}: {exc.message}")
-        raise click.exceptions.Exit(EXIT_USAGE)
+        usage_error(state, validation_message(exc))
     _debug_traceback(state, exc)
     if isinstance(exc, IMSError):
         out.error(exc, hint=on_error(exc) if on_error else None)
@@ -237,15 +241,31 @@ def run(
     raise click.exceptions.Exit(EXIT_ERROR)
 
 
-def _terminate(signum: int, frame: Any) -> None:
-    """SIGTERM stops a command like Ctrl-C does (clean abort, exit 130), via
-    the SIGINT handler the asyncio runner installs; without it, die as usual."""
-    handler = signal.getsignal(signal.SIGINT)
-    if callable(handler) and handler is not signal.default_int_handler:
-        signal.raise_signal(signal.SIGINT)
-        return
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.raise_signal(signal.SIGTERM)
+async def _terminable(main: Callable[[], Awaitable[T]], watch: bool) -> T:
+    """Run *main*; SIGTERM cancels it exactly like Ctrl-C does (its cleanup
+    runs: aborts, failed notifications), whatever SIGINT's disposition — it
+    is ignored under ``cmd &`` and nohup — and then ends the run as
+    interrupted (exit 130)."""
+    if not watch:
+        return await main()
+    terminated = False
+    result: T | None = None
+    async with anyio.create_task_group() as tg:
+
+        async def on_sigterm() -> None:
+            nonlocal terminated
+            with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+                async for _ in signals:
+                    terminated = True
+                    tg.cancel_scope.cancel()
+                    return
+
+        tg.start_soon(on_sigterm)
+        result = await main()
+        tg.cancel_scope.cancel()
+    if terminated:
+        raise KeyboardInterrupt
+    return result  # type: ignore[return-value]
 
 
 def unwrap(exc: BaseException) -> BaseException:
@@ -269,22 +289,56 @@ def _debug_traceback(state: State, exc: BaseException) -> None:
         sys.stderr.write(state.output.redact(text))
 
 
+def validation_message(exc: ValidationError) -> str:
+    field = f" (field {exc.field})" if getattr(exc, "field", None) else ""
+    return f"invalid input{field}: {exc.message}"
+
+
+DELETE_COLUMNS = (
+    Column("ID", "id", priority=0),
+    Column("RESULT", "result", priority=0),
+    Column("ERROR", "error", get=lambda r: (r.get("error") or {}).get("code")
+           or (r.get("error") or {}).get("message"), priority=1, truncate=True),
+)
+
+
 def delete_each(
     ids: Sequence[str], delete: Callable[[Any, str], Awaitable[None]], what: str
 ) -> None:
-    """Delete ``ids`` one by one with ``delete(ims, id)``; on a failure, say
-    which were deleted before it.  JSON: ``{"deleted": [...]}``."""
+    """Delete ``ids`` one by one with ``delete(ims, id)``, going on past a
+    failure, and report each target.  Exit 1 if any failed (2 if every
+    failure was a client-side validation error).
+
+    JSON: ``{"deleted": [ID, ...], "failed": [{"id", "error"}]}``."""
     state = get_state()
-    deleted: list[str] = []
+    out = state.output
+    rows: list[dict[str, Any]] = []
+    failures: list[tuple[str, IMSError]] = []
 
     async def main() -> None:
         async with state.session() as ims:
             for item in ids:
-                await delete(ims, item)
-                deleted.append(item)
+                try:
+                    await delete(ims, item)
+                except IMSError as exc:
+                    failures.append((item, exc))
+                    rows.append({"id": item, "result": "failed", "error": error_payload(exc)})
+                else:
+                    rows.append({"id": item, "result": "deleted", "error": None})
 
-    run(main, on_error=lambda exc: f"deleted before the failure: {deleted or 'none'}")
-    state.output.result(
-        {"deleted": deleted},
-        lambda: state.output.print("\n".join(f"deleted {what}{i}" for i in deleted)),
-    )
+    run(main)
+    document = {"deleted": [r["id"] for r in rows if r["result"] == "deleted"],
+                "failed": [{"id": r["id"], "error": r["error"]} for r in rows
+                           if r["result"] == "failed"]}
+    done = len(document["deleted"])
+    message = (f"deleted {what}{', '.join(document['deleted'])}" if not failures else
+               f"{done} of {len(ids)} deleted; failed: "
+               + ", ".join(item for item, _ in failures))
+    out.show(View(DELETE_COLUMNS, rows, document=document, items_key=None,
+                  message=None if failures else message,
+                  footer=[message] if failures else []))
+    for item, exc in failures:
+        out.error(exc, hint=None, target=f"{what}{item}")
+    if failures:
+        usage = all(isinstance(e, ValidationError) for _, e in failures)
+        raise click.exceptions.Exit(EXIT_USAGE if usage else EXIT_ERROR)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import shutil
 import signal
+import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,10 @@ import click
 
 from ..errors import ChecksumMismatchError, ValidationError
 from .config import EMULATOR_USERS
-from .context import get_state, global_options, run
-from .output import human_rate, human_size
-from .progress import ProgressBoard
+from .context import get_state, global_options, run, usage_error
+from .output import human_size
+from .progress import ProgressBoard, Tracker, human_rate_of
+from .render import Column, View
 from .sample import CLUSTER, parse_size, write_sample_image
 from .transfer import transfer_config
 
@@ -65,11 +66,37 @@ def banner(url: str, data_dir: Path | None = None,
                      f"department_id={user['departmentId']}")
     lines += [
         "try:",
-        f"  export IMS_ENDPOINT={url} IMS_REGION={DEMO_REGION} IMS_TOKEN={DEMO_TOKEN}",
+        *(f"  {line}" for line in export_lines(url)),
         "  aioims images list",
         "press Ctrl-C to stop",
     ]
     return lines
+
+
+def export_lines(url: str) -> list[str]:
+    """One ``export`` per line: each stays whole on a narrow terminal."""
+    return [f"export IMS_ENDPOINT={url}", f"export IMS_REGION={DEMO_REGION}",
+            f"export IMS_TOKEN={DEMO_TOKEN}"]
+
+
+def print_lines(lines: list[str], stream: Any = None) -> None:
+    """Print lines as they are: never soft-wrapped (copy-paste safe)."""
+    out = stream or sys.stderr
+    out.write("".join(line + "\n" for line in lines))
+    out.flush()
+
+
+def require_emulator_extra() -> None:
+    """Exit 2 with the install hint when moto (the embedded S3) is missing."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("moto") is not None
+    except ImportError:
+        found = False
+    if not found:
+        usage_error(get_state(), "the embedded S3 server of the emulator needs moto: "
+                                 "pip install 'aioims[emulator]'")
 
 
 async def wait_for_ctrl_c() -> None:
@@ -106,6 +133,7 @@ def demo(size: int, workdir: Path | None, keep_running: bool, part_size: str,
 
     state = get_state()
     out = state.output
+    require_emulator_extra()
     config = transfer_config(part_size, concurrency)
     own_dir = workdir is None
     root = Path(tempfile.mkdtemp(prefix="aioims-demo-")) if workdir is None else workdir
@@ -128,7 +156,6 @@ def demo(size: int, workdir: Path | None, keep_running: bool, part_size: str,
             async with IMSSession(url, DEMO_REGION, auth=auth) as ims:
                 with ProgressBoard(state.progress_mode, console=out.stderr) as board:
                     tracker = board.track("upload", written)
-                    started = time.monotonic()
                     image = await ims.upload_image(
                         sample, config=config, progress=tracker,
                         name="aioims-demo", description="sample image of aioims demo",
@@ -138,24 +165,21 @@ def demo(size: int, workdir: Path | None, keep_running: bool, part_size: str,
                         visibility="private", usage="ecs", tenant_id=tenant,
                         department_id=department, os_version="demo",
                     )
-                    up_seconds = time.monotonic() - started
                     tracker.complete()
                     summary.update(imageId=image.image_id, status=str(image.status),
                                    serviceChecksum=image.checksum,
-                                   upload=_rate(written, up_seconds))
+                                   upload=_rate(tracker))
                     if (image.checksum or "").lower() != local_md5:
                         raise ChecksumMismatchError(
                             "the service's checksum differs from the local MD5",
                             expected=local_md5, actual=str(image.checksum))
-                    tracker = board.track("download", written)
-                    started = time.monotonic()
+                    tracker = board.track("download", written, kind="download")
                     got = await ims.download_private_image(
                         image.image_id, downloaded, verify=True, progress=tracker)
-                    down_seconds = time.monotonic() - started
                     tracker.complete()
                 downloaded_md5 = await anyio.to_thread.run_sync(md5_file, downloaded)
                 summary.update(downloadedMd5=downloaded_md5, downloadedBytes=got,
-                               download=_rate(got, down_seconds))
+                               download=_rate(tracker))
                 if downloaded_md5 != local_md5 or got != written:
                     raise ChecksumMismatchError(
                         "the downloaded file differs from the uploaded one",
@@ -164,8 +188,7 @@ def demo(size: int, workdir: Path | None, keep_running: bool, part_size: str,
             _print_summary(summary)
             if keep_running:
                 users = [u.to_json() for u in emu.users.values()]
-                for line in banner(url, data_dir, users):
-                    out.stderr.print(line, markup=False, highlight=False)
+                print_lines(banner(url, data_dir, users))
                 await wait_for_ctrl_c()
 
     try:
@@ -175,31 +198,33 @@ def demo(size: int, workdir: Path | None, keep_running: bool, part_size: str,
             shutil.rmtree(root, ignore_errors=True)
 
 
-def _rate(num_bytes: int, seconds: float) -> dict[str, Any]:
-    return {"seconds": round(seconds, 3),
-            "bytesPerSecond": int(num_bytes / seconds) if seconds > 0 else None}
+def _rate(tracker: Tracker) -> dict[str, Any]:
+    """Bytes sent, transfer seconds and their rate (the CLI's one rate)."""
+    speed = tracker.rate
+    return {"seconds": round(tracker.transfer_seconds, 3), "bytes": tracker.sent,
+            "bytesPerSecond": int(speed) if speed else None}
+
+
+def _moved(part: dict[str, Any]) -> str:
+    return (f"{human_size(part['bytes'])} in {part['seconds']:.2f} s "
+            f"({human_rate_of(part['bytesPerSecond'])})")
+
+
+SUMMARY_COLUMNS = (
+    Column("result", "ok", show=lambda ok: "OK: uploaded, verified, downloaded, identical"
+           if ok else "FAILED"),
+    Column("endpoint", "endpoint"),
+    Column("image id", "imageId", aliases=("id",)),
+    Column("file", "file", get=lambda s: f"{s['file']} ({s['diskFormat']}, "
+           f"{human_size(s['size'])}, {s['size'] // CLUSTER} clusters)"),
+    Column("upload", "upload", show=_moved),
+    Column("download", "download", show=_moved),
+    Column("md5", "md5", show=lambda md5: f"{md5} (local = service checksum = downloaded)"),
+)
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
     state = get_state()
-
-    def render() -> None:
-        size = summary["size"]
-        up, down = summary["upload"], summary["download"]
-        rows = [
-            ("result", "OK: uploaded, verified, downloaded, identical"),
-            ("endpoint", summary["endpoint"]),
-            ("image id", summary["imageId"]),
-            ("file", f"{summary['file']} ({summary['diskFormat']}, {human_size(size)}, "
-                     f"{size // CLUSTER} clusters)"),
-            ("upload", f"{human_size(size)} in {up['seconds']:.2f} s "
-                       f"({human_rate(size, up['seconds'])})"),
-            ("download", f"{human_size(summary['downloadedBytes'])} in {down['seconds']:.2f} s "
-                         f"({human_rate(summary['downloadedBytes'], down['seconds'])})"),
-            ("md5", f"{summary['md5']} (local = service checksum = downloaded)"),
-        ]
-        state.output.print("aioims demo summary")
-        for key, value in rows:
-            state.output.print(f"  {key:<10} {value}")
-
-    state.output.result(summary, render)
+    if state.output.fmt == "table" and not state.output.columns:
+        state.output.write("aioims demo summary\n")
+    state.output.show(View(SUMMARY_COLUMNS, [summary], document=summary, vertical=True))

@@ -22,7 +22,7 @@ from typing import Any
 import click
 
 from .context import get_state, global_options, run
-from .demo import banner, wait_for_ctrl_c
+from .demo import banner, print_lines, require_emulator_extra, wait_for_ctrl_c
 
 _PASS = {
     "host": "--host", "port": "--port", "data_dir": "--data-dir", "s3_endpoint": "--s3-endpoint",
@@ -69,6 +69,8 @@ def emulator(extra: tuple[str, ...], no_s3_front: bool, access_log: bool,
     state = get_state()
     if extra:
         _exec_module(extra, no_s3_front, access_log, opts)
+    if opts["s3_endpoint"] is None:
+        require_emulator_extra()
 
     from ..emulator import Emulator
 
@@ -92,9 +94,8 @@ def emulator(extra: tuple[str, ...], no_s3_front: bool, access_log: bool,
             else:
                 lines = banner(url, directory, users)
                 lines.insert(2, f"S3 server: {emu.s3_url}")
-                for line in lines:
-                    state.output.print(line)
-                state.output.print(f"IMS emulator ready at {url}")
+                # as they are, never soft-wrapped: the export lines stay copy-paste safe
+                print_lines([*lines, f"IMS emulator ready at {url}"], sys.stdout)
             sys.stdout.flush()
             await wait_for_ctrl_c()
         state.output.info("emulator stopped")

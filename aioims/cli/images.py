@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
+from ..errors import ValidationError
 from ..models import (
     BootMode,
     CpuArch,
@@ -19,8 +20,8 @@ from ..models import (
     Platform,
     Usage,
 )
-from .context import delete_each, get_state, global_options, run
-from .output import detail_table, image_table, page_footer, page_json, wire
+from .context import delete_each, get_state, global_options, run, usage_error, validation_message
+from .output import detail_view, image_view, page_footer, page_json, wire
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -103,6 +104,8 @@ def list_cmd(public: bool, filter_: str | None, name_contains: str | None, walk_
              page: int, size: int) -> None:
     """List private images (or public ones with --public).
 
+    Columns: id, name, status, imageType, diskFormat, size, minDisk, osType,
+    visibility, createdAt (and any other image field with -c).
     JSON: {"items": [image, ...], "total": N, "current": PAGE, "size": SIZE}.
     """
     from ..pagination import Filter
@@ -112,9 +115,13 @@ def list_cmd(public: bool, filter_: str | None, name_contains: str | None, walk_
         raise click.UsageError("--filter/--name-contains apply to private images only")
     flt = None
     if filter_ or name_contains:
-        flt = Filter.parse(filter_ or "")
-        if name_contains:
-            flt = flt.name_contains(name_contains)
+        try:
+            flt = Filter.parse(filter_ or "")
+            if name_contains:
+                flt = flt.name_contains(name_contains)
+        except ValidationError as exc:
+            usage_error(state, f"--filter: {validation_message(exc)} "
+                               "(expected field:op:value clauses joined by '|', op lk or eq)")
 
     async def main() -> dict[str, Any]:
         async with state.session() as ims:
@@ -131,13 +138,9 @@ def list_cmd(public: bool, filter_: str | None, name_contains: str | None, walk_
             return page_json(items, first.total, first.current, first.size or size)
 
     data = run(main)
-
-    def render() -> None:
-        footer = page_footer(len(data["items"]), data["total"], data["current"], data["size"],
-                             walk_all)
-        state.output.print(image_table(data["items"], footer=footer))
-
-    state.output.result(data, render)
+    footer = page_footer(len(data["items"]), data["total"], data["current"], data["size"],
+                         walk_all)
+    state.output.show(image_view(data["items"], footer=footer, document=data))
 
 
 @images.command("show")
@@ -153,7 +156,7 @@ def show_cmd(image_id: str) -> None:
             return result
 
     data = run(main)
-    state.output.result(data, lambda: state.output.print(detail_table(data)))
+    state.output.show(detail_view(data))
 
 
 @images.command("create")
@@ -175,7 +178,7 @@ def create_cmd(tags: tuple[str, ...], **fields: Any) -> None:
             return result
 
     data = run(main)
-    state.output.result(data, lambda: state.output.print(detail_table(data)))
+    state.output.show(detail_view(data))
 
 
 @images.command("update")
@@ -222,7 +225,7 @@ def update_cmd(image_id: str, **changes: Any) -> None:
             return result
 
     data = run(main)
-    state.output.result(data, lambda: state.output.print(detail_table(data)))
+    state.output.show(detail_view(data))
 
 
 @images.command("delete")
@@ -232,7 +235,8 @@ def update_cmd(image_id: str, **changes: Any) -> None:
 def delete_cmd(image_ids: tuple[str, ...], yes: bool) -> None:
     """Delete private images (DELETE /private-images/{id}).
 
-    JSON: {"deleted": [IMAGE_ID, ...]}.  Stops at the first failure.
+    Goes on past a failure and reports each image; exit 1 if any failed.
+    JSON: {"deleted": [IMAGE_ID, ...], "failed": [{"id", "error"}]}.
     """
     state = get_state()
     if not yes and not state.json_mode and sys.stdin.isatty():
@@ -267,4 +271,4 @@ def wait_cmd(image_id: str, statuses: tuple[str, ...], timeout: float, interval:
             return result
 
     data = run(main)
-    state.output.result(data, lambda: state.output.print(detail_table(data)))
+    state.output.show(detail_view(data))

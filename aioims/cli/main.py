@@ -1,19 +1,10 @@
-"""The ``aioims`` command line: entry point and command tree.
+"""Entry point of the ``aioims`` console script (``aioims.cli.main:main``),
+``python -m aioims`` and ``python -m aioims.cli``.
 
-::
-
-    aioims [GLOBAL OPTIONS] COMMAND ...
-
-    images list|show|update|delete|wait     private (and public) images
-    upload FILE...                          create + upload + wait + verify
-    download IMAGE_ID DEST                  resumable, verified download
-    share / unshare / shares                share an image with users
-    shared list|delete|copy                 images shared with you
-    import / export / buckets               import from a URL, export to OSS
-    migrate MANIFEST                        bulk, resumable migration of many images
-    emulator                                run the local emulator
-    demo                                    end-to-end demo on an embedded emulator
-    config                                  show the resolved configuration
+This module imports neither click nor rich at import time: :func:`main`
+first checks that the ``cli`` extra is installed and otherwise prints one
+line naming ``pip install 'aioims[cli]'`` (exit 2).  The command tree lives
+in :mod:`aioims.cli.app`.
 
 Exit codes: 0 success, 1 API/transport/transfer error (code and request id on
 stderr), 2 usage or client-side validation error, 130 interrupted (Ctrl-C).
@@ -21,65 +12,44 @@ stderr), 2 usage or client-side validation error, 130 interrupted (Ctrl-C).
 
 from __future__ import annotations
 
-import click
+import sys
+from typing import Any, NoReturn
 
-from .. import __version__
-from .context import State, get_state, global_options
-from .demo import demo
-from .emulator_cmd import emulator
-from .images import images
-from .migrate import migrate
-from .misc import buckets, export_cmd, import_cmd
-from .shares import share, shared, shares, unshare
-from .transfer import download, upload
+EXIT_USAGE = 2
+INSTALL_HINT = "pip install 'aioims[cli]'"
+_EXTRA_MODULES = ("click", "rich")
 
 
-@click.group(
-    name="aioims",
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-)
-@click.version_option(__version__, "--version", prog_name="aioims")
-@global_options
-@click.pass_context
-def cli(ctx: click.Context) -> None:
-    """Command line for the CECSTACK Image Management Service (IMS) API v1.
+def missing_extra() -> str | None:
+    """The first module of the ``cli`` extra that cannot be imported, or None."""
+    import importlib
 
-    Configuration: flags > IMS_* environment variables > profile file
-    (~/.config/aioims/config.toml, IMS_CONFIG_FILE).  See `aioims config`.
-    """
-    ctx.ensure_object(State)
+    for name in _EXTRA_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            return name
+    return None
 
 
-@cli.command("config")
-@global_options
-def config_cmd() -> None:
-    """Show the resolved configuration and where each value came from (no secrets)."""
-    state = get_state()
-    data = state.settings().describe()
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Run the command line and exit with its exit code."""
+    missing = missing_extra()
+    if missing is not None:
+        sys.stderr.write(f"aioims: the command line needs the 'cli' extra ({missing} is not "
+                         f"installed): {INSTALL_HINT}\n")
+        sys.exit(EXIT_USAGE)
+    from .app import run_cli
 
-    def render() -> None:
-        for key, value in data.items():
-            if key == "sources":
-                continue
-            source = data["sources"].get(_snake(key), "")
-            state.output.print(f"{key:16} {value if value is not None else '-'}"
-                               + (f"  ({source})" if source else ""))
-
-    state.output.result(data, render)
+    sys.exit(run_cli(sys.argv[1:] if argv is None else argv))
 
 
-def _snake(name: str) -> str:
-    return "".join("_" + c.lower() if c.isupper() else c for c in name)
+def __getattr__(name: str) -> Any:
+    if name == "cli":  # the click group, for embedding and tests
+        from .app import cli
 
-
-for command in (images, upload, download, share, unshare, shares, shared, import_cmd,
-                export_cmd, buckets, emulator, demo, migrate):
-    cli.add_command(command)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point (``aioims = "aioims.cli.main:main"``)."""
-    cli.main(args=argv, prog_name="aioims", standalone_mode=True)
+        return cli
+    raise AttributeError(name)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,12 +13,12 @@ import attrs
 import click
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn
-from rich.table import Table
 
 from ..errors import ValidationError
-from .context import State, get_state, global_options, run
+from .context import State, get_state, global_options, run, usage_error
 from .output import human_size
-from .progress import EtaColumn, RateColumn
+from .progress import EtaColumn, RateColumn, human_rate_of, rate
+from .render import Column, View
 
 EXIT_FAILED = 1
 
@@ -170,13 +170,45 @@ class _Display:
                       f"{event.parts_in_flight} parts in flight")  # fmt: skip
 
 
-def _table(columns: Any, rows: list[list[str]]) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in columns:
-        table.add_column(column.upper(), overflow="fold")
-    for row in rows:
-        table.add_row(*[value or "-" for value in row])
-    return table
+def _secs(value: Any) -> str:
+    return "-" if value is None else f"{value:.1f} s"
+
+
+def _size(value: Any) -> str:
+    return human_size(value) if value else "-"
+
+
+def _error(row: Any) -> str | None:
+    if row.get("status") != "failed":
+        return None
+    parts = [row.get("errorCode"), f"at {row['errorStage']}" if row.get("errorStage") else None,
+             f"(request id {row['requestId']})" if row.get("requestId") else None]
+    return " ".join(p for p in parts if p) or row.get("errorMessage")
+
+
+REPORT_COLUMNS = (
+    Column("ENTRY", "entryId", priority=0, aliases=("id", "entry")),
+    Column("NAME", "name", priority=1, truncate=True),
+    Column("STATUS", "status", priority=0),
+    Column("IMAGE ID", "imageId", priority=1, aliases=("image",)),
+    Column("SIZE", "size", show=_size, right=True, priority=2),
+    Column("MD5", "md5", priority=4),
+    Column("TIME", "duration", show=_secs, right=True, priority=3, aliases=("time",)),
+    Column("RATE", "rate", show=human_rate_of, right=True, priority=2),
+    Column("ERROR", "error", get=_error, priority=1, truncate=True),
+)
+
+PLAN_COLUMNS = (
+    Column("ENTRY", "entryId", priority=0, aliases=("id", "entry")),
+    Column("NAME", "name", priority=1, truncate=True),
+    Column("KIND", "kind", priority=2),
+    Column("SIZE", "size", show=_size, right=True, priority=2),
+    Column("PARTS", "parts", right=True, priority=3),
+    Column("ACTION", "action", priority=0),
+    Column("NOTES", "notes", get=lambda r: "; ".join(
+        [*(f"ERROR {p}" for p in r.get("problems") or ()), *(r.get("warnings") or ())]) or None,
+        priority=1, truncate=True),
+)
 
 
 @click.command("migrate")
@@ -244,8 +276,7 @@ def migrate(manifest_path: Path, ledger: Path | None, report_path: Path | None, 
         budget = mig.Budget(**{k: opts[k] for k in keys if opts.get(k) is not None})
     except (ValueError, ValidationError) as exc:
         message = exc.message if isinstance(exc, ValidationError) else str(exc)
-        state.output.error(f"invalid manifest or option: {message}")
-        raise click.exceptions.Exit(2) from None
+        usage_error(state, f"invalid manifest or option: {message}")
     settings = state.settings()
     for account in manifest.sources.values():
         if account.token_env:
@@ -283,45 +314,36 @@ def migrate(manifest_path: Path, ledger: Path | None, report_path: Path | None, 
         return
     report = out["report"]
 
-    def render() -> None:
-        state.output.print(_table(mig.Report.columns(), report.rows()))
-        counts = ", ".join(f"{report.count(s)} {s}" for s in
-                           ("verified", "active", "failed", "in-progress", "pending", "released")
-                           if report.count(s))  # fmt: skip
-        rate = (f"{human_size(report.bytes_uploaded / report.duration)}/s"
-                if report.duration > 0 else "-")  # fmt: skip
-        state.output.print(
-            f"{len(report.entries)} entries: {counts}; {human_size(report.bytes_uploaded)} "
-            f"uploaded in {report.duration:.1f} s ({rate}); at most "
-            f"{report.max_images_in_flight} images and {report.max_parts_in_flight} parts "
-            f"in flight; report: {report_file}")
-        if report.failed and not retry_failed:
-            state.output.print("failed entries are kept in the ledger; after fixing the cause "
-                               "run again with --retry-failed")  # fmt: skip
-
-    state.output.result(report.to_json(), render)
+    document = report.to_json()
+    counts = ", ".join(f"{report.count(s)} {s}" for s in
+                       ("verified", "active", "failed", "in-progress", "pending", "released")
+                       if report.count(s))  # fmt: skip
+    speed = rate(report.bytes_uploaded, report.duration)
+    footer = [f"{len(report.entries)} entries: {counts}; {human_size(report.bytes_uploaded)} "
+              f"uploaded in {report.duration:.1f} s ({human_rate_of(speed)}); at most "
+              f"{report.max_images_in_flight} images and {report.max_parts_in_flight} parts "
+              f"in flight; report: {report_file}"]
+    if report.failed and not retry_failed:
+        footer.append("failed entries are kept in the ledger; after fixing the cause run "
+                      "again with --retry-failed")  # fmt: skip
+    state.output.show(View(REPORT_COLUMNS, document["entries"], document=document,
+                           items_key="entries", footer=footer))
     if report.failed:
         raise click.exceptions.Exit(EXIT_FAILED)
 
 
 def _print_plan(state: State, plan: Any) -> None:
-    def render() -> None:
-        rows = []
-        for r in plan.rows:
-            notes = "; ".join([*(f"ERROR {p}" for p in r.problems), *r.warnings])
-            rows.append([r.entry_id, r.name or "", r.kind, human_size(r.size) if r.size else "",
-                         str(r.parts or ""), r.action, notes])  # fmt: skip
-        state.output.print(_table(("entry", "name", "kind", "size", "parts", "action", "notes"),
-                                  rows))  # fmt: skip
-        if not plan.target_ok:
-            state.output.print(f"ERROR target: {plan.target_error}")
-        b = plan.budget
-        state.output.print(
-            f"{len(plan.rows)} entries, {human_size(plan.upload_bytes)} to upload; budget: "
-            f"{b.images} images, {b.parts} parts in flight, part size {human_size(b.part_size)}"
-            + (f", {human_size(b.bandwidth)}/s" if b.bandwidth else "")
-            + f"; ledger: {plan.ledger}; " + ("plan OK" if plan.ok else "PROBLEMS found"))
-
-    state.output.result(plan.to_json(), render)
+    document = plan.to_json()
+    footer = []
+    if not plan.target_ok:
+        footer.append(f"ERROR target: {plan.target_error}")
+    b = plan.budget
+    footer.append(
+        f"{len(plan.rows)} entries, {human_size(plan.upload_bytes)} to upload; budget: "
+        f"{b.images} images, {b.parts} parts in flight, part size {human_size(b.part_size)}"
+        + (f", {human_size(b.bandwidth)}/s" if b.bandwidth else "")
+        + f"; ledger: {plan.ledger}; " + ("plan OK" if plan.ok else "PROBLEMS found"))
+    state.output.show(View(PLAN_COLUMNS, document["entries"], document=document,
+                           items_key="entries", footer=footer))
     if not plan.ok:
         raise click.exceptions.Exit(EXIT_FAILED)

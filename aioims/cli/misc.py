@@ -9,7 +9,8 @@ import click
 from ..models import CpuArch, DiskFormat, ImageType, Instruction, OsType, Platform, Usage
 from .context import get_state, global_options, run
 from .images import choice
-from .output import bucket_table, detail_table, wire
+from .output import bucket_view, detail_view, record_view, wire
+from .render import Column
 
 
 def _volume(text: str) -> dict[str, Any]:
@@ -75,7 +76,7 @@ def import_cmd(name: str, image_url: str, tags: tuple[str, ...], volumes: tuple[
             return result
 
     data = run(main)
-    state.output.result(data, lambda: state.output.print(detail_table(data)))
+    state.output.show(detail_view(data))
 
 
 @click.command("buckets")
@@ -94,7 +95,7 @@ def buckets(image_id: str) -> None:
             return {"items": [wire(b) for b in found]}
 
     data = run(main)
-    state.output.result(data, lambda: state.output.print(bucket_table(data["items"])))
+    state.output.show(bucket_view(data["items"], document=data))
 
 
 @click.command("export")
@@ -131,6 +132,7 @@ def export_cmd(image_id: str, bucket_name: str, az_id: str | None, cell_id: str 
             return {"imageId": image_id, "bucket": wire(bucket), "exported": True}
 
     data = run(main)
-    state.output.result(
-        data, lambda: state.output.print(f"export of {image_id} to bucket {bucket_name} started")
-    )
+    columns = (Column("IMAGE ID", "imageId", priority=0),
+               Column("BUCKET", "bucket", get=lambda r: r["bucket"]["name"], priority=0))
+    state.output.show(record_view(columns, data, data,
+                                  f"export of {image_id} to bucket {bucket_name} started"))

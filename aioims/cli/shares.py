@@ -7,7 +7,15 @@ from typing import Any
 import click
 
 from .context import delete_each, get_state, global_options, run
-from .output import detail_table, page_footer, page_json, share_table, wire
+from .output import (
+    detail_view,
+    page_footer,
+    page_json,
+    record_view,
+    share_view,
+    wire,
+)
+from .render import Column
 
 
 def _paging(func: Any) -> Any:
@@ -42,9 +50,10 @@ def _share_change(image_id: str, user_ids: tuple[str, ...], *, share: bool) -> N
     run(main)
     verb = "shared" if share else "unshared"
     data = {"imageId": image_id, "userIds": list(user_ids), verb: True}
-    state.output.result(
-        data, lambda: state.output.print(f"{verb} {image_id} with {', '.join(user_ids)}")
-    )
+    columns = (Column("IMAGE ID", "imageId", priority=0),
+               Column("USER IDS", "userIds", show=", ".join, priority=0))
+    state.output.show(record_view(columns, data, data,
+                                  f"{verb} {image_id} with {', '.join(user_ids)}"))
 
 
 @click.command("share")
@@ -90,10 +99,8 @@ def shares(image_id: str, walk_all: bool, page: int, size: int) -> None:
     data = run(main)
     footer = page_footer(len(data["items"]), data["total"], data["current"], data["size"],
                          walk_all)
-    state.output.result(
-        data, lambda: state.output.print(share_table(data["items"], with_image=False,
-                                                     footer=footer))
-    )
+    state.output.show(share_view(data["items"], with_image=False, footer=footer,
+                                 document=data))
 
 
 @click.group("shared")
@@ -124,10 +131,8 @@ def shared_list(walk_all: bool, page: int, size: int, order_by: str | None) -> N
     data = run(main)
     footer = page_footer(len(data["items"]), data["total"], data["current"], data["size"],
                          walk_all)
-    state.output.result(
-        data, lambda: state.output.print(share_table(data["items"], with_image=True,
-                                                     footer=footer))
-    )
+    state.output.show(share_view(data["items"], with_image=True, footer=footer,
+                                 document=data))
 
 
 @shared.command("delete")
@@ -136,7 +141,8 @@ def shared_list(walk_all: bool, page: int, size: int, order_by: str | None) -> N
 def shared_delete(share_ids: tuple[str, ...]) -> None:
     """Remove images shared with you from your list (DELETE /shared-images/{id}).
 
-    JSON: {"deleted": [SHARE_ID, ...]}.
+    Goes on past a failure and reports each share; exit 1 if any failed.
+    JSON: {"deleted": [SHARE_ID, ...], "failed": [{"id", "error"}]}.
     """
     delete_each(share_ids, lambda ims, i: ims.delete_shared_image(i), "share ")
 
@@ -176,4 +182,4 @@ def shared_copy(share_id: str, name: str, description: str | None, wait: bool,
             return result
 
     data = run(main)
-    state.output.result(data, lambda: state.output.print(detail_table(data)))
+    state.output.show(detail_view(data))

@@ -6,18 +6,21 @@ import re
 import shlex
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import click
 
 from ..errors import IMSError, ValidationError
-from ..transfer import TransferConfig
 from .context import State, get_state, global_options, run
 from .images import create_kwargs, metadata_options
-from .output import describe_error, error_payload, human_rate, human_size, image_table, wire
-from .progress import ProgressBoard, Tracker
+from .output import describe_error, error_payload, human_size, record_view, wire
+from .progress import FINAL_STAGES, ProgressBoard, Tracker, human_rate_of, rate
+from .render import Column, View
 from .sample import parse_size
+
+if TYPE_CHECKING:
+    from ..transfer import TransferConfig
 
 GiB = 1 << 30
 QCOW2_MAGIC = b"QFI\xfb"
@@ -25,6 +28,8 @@ QCOW2_MAGIC = b"QFI\xfb"
 
 def transfer_config(part_size: str, concurrency: int) -> TransferConfig:
     """Files larger than one part go multipart; smaller ones in one PutObject."""
+    from ..transfer import TransferConfig  # lazy: aiobotocore takes ~1 s to import
+
     size = parse_size(part_size)
     return TransferConfig(part_size=size, max_concurrency=concurrency,
                           multipart_threshold=max(1, min(size, 5 << 30)))
@@ -50,9 +55,27 @@ def name_from_file(path: Path) -> str:
     return (name or "image")[:128]
 
 
-def rerun_command(state: State, ctx: click.Context, path: Path, image_id: str) -> str:
+def resumable(exc: BaseException | None) -> bool:
+    """Whether a failed upload can continue with ``--resume`` (parts and
+    image kept): the error says so (``resumable``), or, for errors that do
+    not say, the failure is in the ``transfer`` stage and its cause is
+    resumable."""
+    if exc is None:
+        return False
+    flag = getattr(exc, "resumable", None)
+    if flag is not None:  # UploadFailedError.resumable: the coordinator's word
+        return bool(flag)
+    if getattr(exc, "stage", None) != "transfer":
+        return False
+    cause = exc.__cause__
+    return bool(getattr(cause, "resumable", False))
+
+
+def rerun_command(state: State, ctx: click.Context, path: Path, image_id: str,
+                  *, resume: bool = True) -> str:
     """The exact ``aioims upload`` command that uploads *path* again into *image_id*
-    (the token is never shown: it is read from ``$IMS_TOKEN``)."""
+    (the token is never shown: it is read from ``$IMS_TOKEN``); with
+    ``resume``, it continues from the parts already sent."""
     args: list[str] = ["aioims"]
     for key, value in state.flags.items():
         flag = "--" + key.replace("_", "-")
@@ -80,7 +103,7 @@ def rerun_command(state: State, ctx: click.Context, path: Path, image_id: str) -
                 args += [opt, str(item)]
         elif value is not None:
             args += [opt, str(value)]
-    args += ["--image-id", image_id, "--resume"]
+    args += ["--image-id", image_id] + (["--resume"] if resume else [])
     return " ".join('"$IMS_TOKEN"' if a == "$IMS_TOKEN" else shlex.quote(a) for a in args)
 
 
@@ -114,8 +137,9 @@ def upload(files: tuple[Path, ...], name: str | None, image_id: str | None,
     prints the command that retries; with --resume the parts already sent are
     kept and the next --resume continues from them.
 
+    Columns: file, imageId, status, size, sent, transfer, rate, seconds.
     JSON: {"items": [image, ...], "failed": [{"file", "imageId", "error"}], "bytes": N,
-    "seconds": T}.
+    "seconds": T, "transfer": {"bytes", "seconds", "bytesPerSecond"}}.
     """
     from .. import validation
 
@@ -149,8 +173,8 @@ def upload(files: tuple[Path, ...], name: str | None, image_id: str | None,
     async def one(ims: Any, board: ProgressBoard, path: Path) -> None:
         from ..uploader import Uploader
 
-        fmt, virtual = await anyio.to_thread.run_sync(sniff, path)
         tracker = trackers[path] = board.track(path.name, sizes[path])
+        fmt, virtual = await anyio.to_thread.run_sync(sniff, path)
         create = {}
         if not image_id:
             create = dict(base, name=names[path], disk_format=disk_format or fmt,
@@ -164,14 +188,15 @@ def upload(files: tuple[Path, ...], name: str | None, image_id: str | None,
             tracker.complete()
             images[path] = wire(image)
         except IMSError as exc:
+            tracker.fail()
             failures.append((path, exc))
-            board.line(f"[{path.name}] failed: {describe_error(exc)}")
+            board.line(state.output.redact(f"[{path.name}] failed: {describe_error(exc)}"))
 
     async def main() -> None:
         async with state.session() as ims:
             with ProgressBoard(state.progress_mode, console=state.output.stderr) as board:
-                if len(files) > 1:
-                    board.enable_overall(sum(sizes.values()))
+                if len(files) > 1:  # every size summed before the first byte: a right ETA
+                    board.enable_overall(sum(sizes.values()), files=len(files))
                 limiter = anyio.CapacityLimiter(jobs)
 
                 async def guarded(path: Path) -> None:
@@ -197,42 +222,91 @@ def upload(files: tuple[Path, ...], name: str | None, image_id: str | None,
             if target is None:
                 lines.append(f"{path}: nothing uploaded yet")
                 continue
-            what = ("parts kept for --resume" if resume else
-                    "multipart upload aborted, image marked failed")
-            lines.append(f"{path}: upload into {target} interrupted ({what}); resume with:\n"
-                         f"  {rerun_command(state, ctx, path, target)}")
+            tracker = trackers[path]
+            where = (tracker.last_working_stage if tracker.stage in FINAL_STAGES
+                     else tracker.stage)
+            kept = resume and where in ("preparing", "uploading")
+            if kept:
+                lines.append(f"{path}: upload into {target} interrupted (parts kept for "
+                             f"--resume); resume with:\n"
+                             f"  {rerun_command(state, ctx, path, target)}")
+            elif where in ("saving", "verifying"):
+                lines.append(f"{path}: interrupted while the service was checking image "
+                             f"{target} (every byte was sent); see `aioims images show "
+                             f"{target}`; if it is not active, upload again with:\n"
+                             f"  {rerun_command(state, ctx, path, target, resume=resume)}")
+            else:
+                lines.append(f"{path}: upload into {target} interrupted (multipart upload "
+                             f"aborted, image marked failed); upload again with:\n"
+                             f"  {rerun_command(state, ctx, path, target, resume=resume)}")
         return "\n".join(lines)
 
     run(main, on_interrupt=on_interrupt)
     elapsed = time.monotonic() - started
-    total = sum(sizes[f] for f in images)
+    done = [f for f in files if f in images]
+    sent = sum(trackers[f].sent for f in done)
+    span = _transfer_span([trackers[f] for f in done])
+    speed = rate(sent, span)
+    rows = [dict(images[f], file=str(f), sent=trackers[f].sent,
+                 transfer=round(trackers[f].transfer_seconds, 3),
+                 bytesPerSecond=_int(trackers[f].rate), seconds=round(trackers[f].elapsed, 3))
+            for f in done]
     data: dict[str, Any] = {
-        "items": [images[f] for f in files if f in images],
+        "items": [images[f] for f in done],
         "failed": [{"file": str(f), "imageId": _image_of(f, e), "error": error_payload(e)}
                    for f, e in failures],
-        "bytes": total,
+        "bytes": sum(sizes[f] for f in done),
         "seconds": round(elapsed, 3),
+        "transfer": {"bytes": sent, "seconds": round(span, 3), "bytesPerSecond": _int(speed)},
     }
-
-    def render() -> None:
-        if data["items"]:
-            state.output.print(image_table(data["items"]))
-            rates = ", ".join(
-                f"{p.name} {human_rate(trackers[p].total or 0, trackers[p].elapsed)}"
-                for p in files if p in images)
-            state.output.print(f"uploaded {len(images)} image(s), {human_size(total)} "
-                               f"in {elapsed:.1f} s ({rates})")
-
-    state.output.result(data, render)
+    footer = []
+    if rows:
+        footer.append(f"uploaded {len(rows)} image(s): {human_size(sent)} sent in {span:.1f} s "
+                      f"of transfer ({human_rate_of(speed)}), {elapsed:.1f} s in all")
+    state.output.show(View(UPLOAD_COLUMNS, rows, document=data, footer=footer))
     for path, failure in failures:
         hint = None
         failed_id = _image_of(path, failure)
         if failed_id and not delete_on_failure:
-            hint = f"retry with: {rerun_command(state, ctx, path, failed_id)}"
-        state.output.error(failure, hint=hint)
+            if resume and resumable(failure):
+                hint = f"resume with: {rerun_command(state, ctx, path, failed_id)}"
+            else:
+                hint = ("upload again with: "
+                        + rerun_command(state, ctx, path, failed_id, resume=resume))
+        state.output.error(failure, hint=hint, target=str(path))
     if failures:
         usage = all(isinstance(e, ValidationError) for _, e in failures)
         raise click.exceptions.Exit(2 if usage else 1)
+
+
+def _int(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def _transfer_span(trackers: list[Tracker]) -> float:
+    """Wall seconds from the first transfer's start to the last one's end."""
+    spans = [(t.transfer_started, t.transfer_started + t.transfer_seconds)
+             for t in trackers if t.transfer_started is not None]
+    if not spans:
+        return 0.0
+    return max(e for _, e in spans) - min(s for s, _ in spans)
+
+
+def _secs(value: Any) -> str:
+    return "-" if value is None else f"{value:.1f} s"
+
+
+UPLOAD_COLUMNS = (
+    Column("FILE", "file", priority=0, truncate=True),
+    Column("IMAGE ID", "imageId", priority=0, aliases=("id",)),
+    Column("STATUS", "status", priority=1),
+    Column("SIZE", "size", show=human_size, right=True, priority=1),
+    Column("SENT", "sent", show=human_size, right=True, priority=3),
+    Column("TRANSFER", "transfer", show=_secs, right=True, priority=2),
+    Column("RATE", "bytesPerSecond", show=human_rate_of, right=True, priority=1,
+           aliases=("rate",)),
+    Column("TOTAL", "seconds", show=_secs, right=True, priority=3, aliases=("time",)),
+)
 
 
 @click.command("download")
@@ -259,16 +333,16 @@ def download(image_id: str, dest: Path, resume: bool, verify: bool) -> None:
                 target = dest / f"{image_id}.{image.disk_format or 'img'}"
             result["path"] = str(target)
             with ProgressBoard(state.progress_mode, console=state.output.stderr) as board:
-                tracker = board.track(image_id, image.size)
-                started = time.monotonic()
+                tracker = board.track(image_id, image.size, kind="download")
                 written = await ims.download_private_image(
                     image_id, target, resume=resume, verify=verify, progress=tracker
                 )
                 tracker.complete()
-            seconds = time.monotonic() - started
+            seconds = tracker.transfer_seconds
+            speed = tracker.rate
             result.update(imageId=image_id, bytes=written, seconds=round(seconds, 3),
-                          bytesPerSecond=int(written / seconds) if seconds > 0 else None,
-                          verified=verify, checksum=image.checksum)
+                          bytesPerSecond=_int(speed), verified=verify, checksum=image.checksum,
+                          sent=tracker.sent)
 
     def on_interrupt() -> str:
         path = result.get("path", str(dest))
@@ -276,10 +350,21 @@ def download(image_id: str, dest: Path, resume: bool, verify: bool) -> None:
                 f"  aioims download {shlex.quote(image_id)} {shlex.quote(str(dest))} --resume")
 
     run(main, on_interrupt=on_interrupt)
-    state.output.result(result, lambda: state.output.print(
-        f"downloaded {image_id} to {result['path']}: {human_size(result['bytes'])} in "
-        f"{result['seconds']:.1f} s ({human_rate(result['bytes'], result['seconds'])})"
-        + (", checksum verified" if verify else "")))
+    message = (f"downloaded {image_id} to {result['path']}: {human_size(result['sent'])} in "
+               f"{result['seconds']:.1f} s ({human_rate_of(result['bytesPerSecond'])})"
+               + (", checksum verified" if verify else ""))
+    document = {k: v for k, v in result.items() if k != "sent"}
+    state.output.show(record_view(DOWNLOAD_COLUMNS, result, document, message))
+
+
+DOWNLOAD_COLUMNS = (
+    Column("IMAGE ID", "imageId", priority=0, aliases=("id",)),
+    Column("PATH", "path", priority=0, truncate=True),
+    Column("SIZE", "bytes", show=human_size, right=True, priority=1),
+    Column("TIME", "seconds", show=_secs, right=True, priority=2),
+    Column("RATE", "bytesPerSecond", show=human_rate_of, right=True, priority=1),
+    Column("VERIFIED", "verified", priority=2),
+)
 
 
 

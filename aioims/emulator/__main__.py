@@ -19,6 +19,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+from ..logs import install_redaction
+from .s3auth import check_lifetime
 from .server import READY_PREFIX, Emulator
 
 
@@ -61,6 +63,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="stop when stdin reaches end of file (for test harnesses)",
     )
+    parser.add_argument(
+        "--admin-token",
+        default=os.environ.get("IMS_EMULATOR_ADMIN_TOKEN") or None,
+        help="require 'X-Emulator-Admin-Token: TOKEN' on the admin API (/_emulator/); "
+        "default: $IMS_EMULATOR_ADMIN_TOKEN, else no token",
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request")
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
@@ -100,6 +108,7 @@ async def serve(args: argparse.Namespace, data_dir: Path) -> None:
         faults=args.faults,
         seed=args.seed,
         access_log=args.access_log,
+        admin_token=args.admin_token,
     )
     async with emulator:
         print(f"data dir: {data_dir}")
@@ -118,11 +127,30 @@ async def serve(args: argparse.Namespace, data_dir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.s3_endpoint is None:  # the embedded S3 server is moto's
+        import importlib.util
+
+        try:
+            has_moto = importlib.util.find_spec("moto") is not None
+        except ImportError:
+            has_moto = False
+        if not has_moto:
+            sys.stderr.write(
+                "python -m aioims.emulator: the embedded S3 server needs moto: "
+                "pip install 'aioims[emulator]' (or pass --s3-endpoint URL)\n"
+            )
+            return 2
+    try:
+        check_lifetime(args.credential_lifetime)
+    except ValueError as exc:
+        sys.stderr.write(f"python -m aioims.emulator: --credential-lifetime: {exc}\n")
+        return 2
     logging.basicConfig(
         level=args.log_level.upper(),
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    install_redaction()  # --log-level DEBUG: no S3 secrets or bearer tokens in the log
     if not args.access_log:
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     temporary = args.data_dir is None

@@ -7,16 +7,15 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 
 from . import handlers_images as images
 from . import handlers_shares as shares
+from .admin import add_admin_routes, admin_middleware
 from .context import SERVICES, Services
 from .envelope import ImsFault, error_response, fault, invalid, new_request_id
-from .faults import API_PREFIX, configure_s3_faults
-from .identity import user_from_json
+from .faults import API_PREFIX
 
 log = logging.getLogger("aioims.emulator")
 
@@ -119,120 +118,21 @@ async def openapi_json(request: web.Request) -> web.Response:
     return web.Response(text=openapi_text(), content_type="application/json")
 
 
-# --- admin API ------------------------------------------------------------------
-
-
-def _svc(request: web.Request) -> Services:
-    return request.app[SERVICES]
-
-
-async def _json(request: web.Request) -> Any:
-    raw = await request.read()
-    return {} if not raw.strip() else await request.json()
-
-
-async def admin_state(request: web.Request) -> web.Response:
-    svc = _svc(request)
-    records = await svc.store.images_in_status("queued", "saving", "active", "killed")
-    return web.json_response(
-        {
-            "users": [user.to_json() for user in svc.users.all()],
-            "counts": await svc.store.status_counts(),
-            "shares": await svc.store.share_count(),
-            "images": [
-                {
-                    "imageId": r.image_id,
-                    "name": r.image.name,
-                    "status": r.status,
-                    "owner": r.tenant_id,
-                    "size": r.image.size,
-                    "checksum": r.image.checksum,
-                    "errMessage": r.image.err_message,
-                    "lost": r.image_id in svc.lost,
-                }
-                for r in records
-            ],
-            "lost": sorted(svc.lost),
-            "jobs": svc.worker.pending,
-            "uploadDomain": svc.upload_domain,
-            "s3Endpoint": svc.storage.endpoint,
-            "s3Front": svc.front is not None,
-            "credentialLifetime": svc.credential_lifetime,
-            "faults": svc.faults.to_json(),
-        }
-    )
-
-
-async def admin_get_faults(request: web.Request) -> web.Response:
-    return web.json_response(_svc(request).faults.to_json())
-
-
-async def admin_set_faults(request: web.Request) -> web.Response:
-    svc = _svc(request)
-    svc.faults.configure(await _json(request))
-    return web.json_response(svc.faults.to_json())
-
-
-async def admin_clear_faults(request: web.Request) -> web.Response:
-    svc = _svc(request)
-    svc.faults.clear()
-    return web.json_response(svc.faults.to_json())
-
-
-async def admin_set_s3_faults(request: web.Request) -> web.Response:
-    svc = _svc(request)
-    payload = dict(await _json(request))
-    lifetime = payload.pop("credential_lifetime", None)
-    if lifetime is not None:
-        if float(lifetime) <= 0:
-            raise ValueError("credential_lifetime must be > 0")
-        svc.credential_lifetime = float(lifetime)
-    applied = 0
-    if payload:
-        if svc.front is None:
-            return web.json_response(
-                {"error": "the S3 front is disabled: S3 faults need it"}, status=400
-            )
-        applied = configure_s3_faults(svc.front, payload)
-    return web.json_response(
-        {"rules_added": applied, "credential_lifetime": svc.credential_lifetime}
-    )
-
-
-async def admin_clear_s3_faults(request: web.Request) -> web.Response:
-    svc = _svc(request)
-    if svc.front is not None:
-        svc.front.faults.clear()
-    return web.json_response({"cleared": svc.front is not None})
-
-
-async def admin_users(request: web.Request) -> web.Response:
-    return web.json_response([user.to_json() for user in _svc(request).users.all()])
-
-
-async def admin_add_user(request: web.Request) -> web.Response:
-    svc = _svc(request)
-    user = user_from_json(await _json(request))
-    svc.users.add(user)
-    await svc.store.upsert_users([user])
-    return web.json_response(user.to_json())
-
-
 def build_app(services: Services) -> web.Application:
+    """The application; the admin API (:mod:`aioims.emulator.admin`) checks
+    ``services.admin_token`` and resets through ``services.reset_hook``."""
     app = web.Application(
-        middlewares=[envelope_middleware, services.faults.middleware()],
+        middlewares=[
+            envelope_middleware,
+            admin_middleware(services.admin_token),
+            services.faults.middleware(),
+        ],
         client_max_size=4 * 1024 * 1024,
     )
     app[SERVICES] = services
+    services.faults.endpoints = frozenset(ENDPOINT_NAMES)
     for method, path, handler in ROUTES:
         app.router.add_route(method, API_PREFIX + path, handler)
-    app.router.add_get("/_emulator/state", admin_state)
-    app.router.add_get("/_emulator/faults", admin_get_faults)
-    app.router.add_post("/_emulator/faults", admin_set_faults)
-    app.router.add_delete("/_emulator/faults", admin_clear_faults)
-    app.router.add_post("/_emulator/s3-faults", admin_set_s3_faults)
-    app.router.add_delete("/_emulator/s3-faults", admin_clear_s3_faults)
-    app.router.add_get("/_emulator/users", admin_users)
-    app.router.add_post("/_emulator/users", admin_add_user)
+    add_admin_routes(app)
     app.router.add_get("/openapi.json", openapi_json)
     return app

@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 import string
 import zlib
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
@@ -62,6 +63,10 @@ class Services:
     #: active images whose file is missing from the object store
     lost: set[str] = attrs.field(factory=set)
     locks: LockTable = attrs.field(factory=LockTable)
+    #: ``POST /_emulator/reset`` calls it (the emulator's reset; seconds it took)
+    reset_hook: Callable[[], Awaitable[float]] | None = None
+    #: required in ``X-Emulator-Admin-Token`` by the admin API when set
+    admin_token: str | None = attrs.field(default=None, repr=False)
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("ims_services", Services)

@@ -41,8 +41,9 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import math
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,45 @@ API_PREFIX = "/api/image/v1"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+#: bounds of the JSON configuration (seconds; counts)
+MAX_SECONDS = 3600.0
+MAX_COUNT = 1_000_000
+MAX_TEXT = 4096
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def seconds(name: str, value: object, *, maximum: float = MAX_SECONDS) -> float:
+    """A finite number of seconds within ``[0, maximum]`` (``ValueError`` otherwise)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number of seconds, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number) or not 0 <= number <= maximum:
+        raise ValueError(f"{name} must be finite and within [0, {maximum:g}], got {value!r}")
+    return number
+
+
+def count(name: str, value: object, *, maximum: int = MAX_COUNT) -> int:
+    """An integer within ``[0, maximum]`` (``ValueError`` otherwise)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
+        raise ValueError(f"{name} must be an integer within [0, {maximum}], got {value!r}")
+    return value
+
+
+def text(name: str, value: object, *, maximum: int = MAX_TEXT) -> str:
+    if not isinstance(value, str) or len(value) > maximum:
+        raise ValueError(f"{name} must be a string of at most {maximum} characters")
+    return value
+
+
+def flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return value
+
 
 @attrs.define(kw_only=True)
 class ErrorSpec:
@@ -69,21 +109,26 @@ class ErrorSpec:
     @classmethod
     def from_json(cls, raw: Any) -> ErrorSpec:
         if isinstance(raw, str):
-            return cls(code=raw)
-        if isinstance(raw, int) and not isinstance(raw, bool):
-            return cls(status=raw)
+            return cls(code=text("error", raw, maximum=128))
+        if _is_int(raw):
+            raw = {"status": raw}
         if not isinstance(raw, Mapping):
             raise ValueError("error must be an IMG code, an HTTP status or an object")
-        status = int(raw.get("status", raw.get("http_status", 400)))
-        if not 400 <= status <= 599:
-            raise ValueError("error status must be 4xx or 5xx")
+        unknown = set(raw) - {"code", "status", "http_status", "message", "retry_after",
+                              "retryAfter"}  # fmt: skip
+        if unknown:
+            raise ValueError(f"unknown error fields: {', '.join(sorted(map(str, unknown)))}")
+        status = raw.get("status", raw.get("http_status", 400))
+        if not _is_int(status) or not 400 <= status <= 599:
+            raise ValueError(f"error status must be an integer within 400..599, got {status!r}")
         retry = raw.get("retry_after", raw.get("retryAfter"))
         code = raw.get("code")
+        message = raw.get("message")
         return cls(
-            code=str(code) if code else None,
+            code=text("error.code", code, maximum=128) if code else None,
             status=status,
-            message=str(raw["message"]) if raw.get("message") else None,
-            retry_after=float(retry) if retry is not None else None,
+            message=text("error.message", message) if message else None,
+            retry_after=seconds("error.retry_after", retry) if retry is not None else None,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -119,30 +164,50 @@ class FaultRule:
     fired: int = 0
 
     @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> FaultRule:
+    def from_json(
+        cls, raw: Mapping[str, Any], endpoints: Collection[str] | None = None
+    ) -> FaultRule:
+        """A rule from its JSON object (``ValueError`` if invalid); ``endpoints``
+        are the known endpoint names (``None``: any)."""
+        if not isinstance(raw, Mapping):
+            raise ValueError("a rule must be a JSON object")
         known = {"endpoint", "path", "method", "latency", "error", "drop", "when", "times", "rate"}
         unknown = set(raw) - known
         if unknown:
-            raise ValueError(f"unknown rule fields: {', '.join(sorted(unknown))}")
-        when = str(raw.get("when", "before"))
+            raise ValueError(f"unknown rule fields: {', '.join(sorted(map(str, unknown)))}")
+        when = raw.get("when", "before")
         if when not in ("before", "after"):
             raise ValueError("when must be 'before' or 'after'")
+        endpoint = raw.get("endpoint")
+        if endpoint is not None:
+            text("endpoint", endpoint, maximum=128)
+            if endpoints is not None and endpoint != "*" and endpoint not in endpoints:
+                raise ValueError(f"unknown endpoint {endpoint!r}")
+        path = raw.get("path")
+        if path is not None:
+            text("path", path, maximum=1024)
+        method = raw.get("method")
+        if method is not None:
+            method = text("method", method, maximum=16).upper()
+            if method not in _METHODS:
+                raise ValueError(f"method must be one of {', '.join(sorted(_METHODS))}")
         times = raw.get("times")
+        rate = raw.get("rate", 1.0)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+            raise ValueError(f"rate must be a number within [0, 1], got {rate!r}")
         rule = cls(
-            endpoint=raw.get("endpoint"),
-            path=raw.get("path"),
-            method=str(raw["method"]).upper() if raw.get("method") else None,
-            latency=float(raw.get("latency", 0.0)),
+            endpoint=endpoint,
+            path=path,
+            method=method or None,
+            latency=seconds("latency", raw.get("latency", 0.0)),
             error=ErrorSpec.from_json(raw["error"]) if raw.get("error") is not None else None,
-            drop=bool(raw.get("drop", False)),
+            drop=flag("drop", raw.get("drop", False)),
             when=when,
-            times=int(times) if times is not None else None,
-            rate=float(raw.get("rate", 1.0)),
+            times=count("times", times) if times is not None else None,
+            rate=float(rate),
         )
         if rule.endpoint is None and rule.path is None:
             raise ValueError("a rule needs an endpoint or a path")
-        if not 0.0 <= rule.rate <= 1.0:
-            raise ValueError("rate must be within 0..1")
         return rule
 
     def to_json(self) -> dict[str, Any]:
@@ -174,6 +239,15 @@ class FaultInjector:
         self.kill_next_uploads = 0
         self.seed = seed
         self._rng = random.Random(seed)
+        self._initial_seed = seed
+        #: endpoint names rules may name (set by the application; None: any)
+        self.endpoints: Collection[str] | None = None
+
+    def reset(self) -> None:
+        """Back to the start: no rules or settings, the seed given at start."""
+        self.clear()
+        self.seed = self._initial_seed
+        self._rng = random.Random(self.seed)
 
     # --- configuration ---------------------------------------------------------
 
@@ -187,25 +261,41 @@ class FaultInjector:
         }  # fmt: skip
         unknown = set(raw) - known
         if unknown:
-            raise ValueError(f"unknown fault settings: {', '.join(sorted(unknown))}")
+            raise ValueError(f"unknown fault settings: {', '.join(sorted(map(str, unknown)))}")
         rules_raw = raw.get("rules", [])
         if not isinstance(rules_raw, list):
             raise ValueError("rules must be a list")
-        rules = [FaultRule.from_json(item) for item in rules_raw]
+        if len(rules_raw) > 1000:
+            raise ValueError("at most 1000 rules at a time")
+        rules = [FaultRule.from_json(item, self.endpoints) for item in rules_raw]
         kills = raw.get("kill_image_ids", [])
-        if not isinstance(kills, list):
-            raise ValueError("kill_image_ids must be a list")
-        if raw.get("replace"):
+        if not isinstance(kills, list) or len(kills) > 1000:
+            raise ValueError("kill_image_ids must be a list of at most 1000 image ids")
+        kill_ids = [text("kill_image_ids[]", item, maximum=128) for item in kills]
+        replace = flag("replace", raw.get("replace", False))
+        seed = raw.get("seed")
+        if seed is not None and not _is_int(seed):
+            raise ValueError(f"seed must be an integer or null, got {seed!r}")
+        delay = None
+        if "activate_delay" in raw:
+            delay = seconds("activate_delay", raw["activate_delay"])
+        kill_next = (
+            count("kill_next_uploads", raw["kill_next_uploads"])
+            if "kill_next_uploads" in raw
+            else None
+        )
+        # valid: apply it all
+        if replace:
             self.clear()
         self.rules.extend(rules)
         if "seed" in raw:
-            self.seed = None if raw["seed"] is None else int(raw["seed"])
+            self.seed = seed
             self._rng = random.Random(self.seed)
-        if "activate_delay" in raw:
-            self.activate_delay = max(0.0, float(raw["activate_delay"]))
-        self.kill_image_ids.update(str(item) for item in kills)
-        if "kill_next_uploads" in raw:
-            self.kill_next_uploads = max(0, int(raw["kill_next_uploads"]))
+        if delay is not None:
+            self.activate_delay = delay
+        self.kill_image_ids.update(kill_ids)
+        if kill_next is not None:
+            self.kill_next_uploads = kill_next
 
     def load_file(self, path: str | Path) -> None:
         self.configure(json.loads(Path(path).read_text(encoding="utf-8")))
@@ -285,18 +375,30 @@ async def _outcome(request: web.Request, rule: FaultRule) -> web.StreamResponse:
     return rule.error.response(request)
 
 
-def configure_s3_faults(front: S3Front, raw: Mapping[str, Any]) -> int:
-    """Forward ``{"rules": [...], "replace": bool}`` to the S3 front's fault
-    rules (:class:`aioims.emulator.s3faults.FaultRule` JSON form); returns the
-    number of rules added.  Validates every rule before adding any."""
+def parse_s3_faults(raw: Mapping[str, Any]) -> tuple[list[S3FaultRule], bool]:
+    """Validate ``{"rules": [...], "replace": bool}`` (the S3 front's rules in
+    :class:`aioims.emulator.s3faults.FaultRule` JSON form): ``(rules, replace)``."""
+    if not isinstance(raw, Mapping):
+        raise ValueError("the S3 fault configuration must be a JSON object")
     unknown = set(raw) - {"rules", "replace"}
     if unknown:
-        raise ValueError(f"unknown S3 fault settings: {', '.join(sorted(unknown))}")
+        raise ValueError(f"unknown S3 fault settings: {', '.join(sorted(map(str, unknown)))}")
     rules_raw = raw.get("rules", [])
     if not isinstance(rules_raw, list) or not all(isinstance(r, Mapping) for r in rules_raw):
         raise ValueError("rules must be a list of objects")
-    rules = [S3FaultRule.from_json(item) for item in rules_raw]
-    if raw.get("replace"):
+    if len(rules_raw) > 1000:
+        raise ValueError("at most 1000 rules at a time")
+    return [S3FaultRule.from_json(item) for item in rules_raw], flag(
+        "replace", raw.get("replace", False)
+    )
+
+
+def configure_s3_faults(front: S3Front, raw: Mapping[str, Any]) -> int:
+    """Forward ``{"rules": [...], "replace": bool}`` to the S3 front's fault
+    rules; returns the number of rules added.  Validates every rule before
+    adding any."""
+    rules, replace = parse_s3_faults(raw)
+    if replace:
         front.faults.clear()
     front.faults.extend(rules)
     return len(rules)

@@ -38,6 +38,7 @@ from .context import new_image_id, utcnow
 from .envelope import fault, invalid, ok, request_id
 from .identity import User
 from .render import LOST_MESSAGE, page_json
+from .s3policy import UploadScope
 from .storage import CHUNK, is_missing
 from .store import ImageQuery, ImageRecord
 from .validation import (
@@ -203,7 +204,10 @@ async def upload_prepare(request: web.Request) -> web.Response:
         record.image.updated_at = utcnow()
         await svc.store.save_image(record)
     if svc.front is not None:
-        creds = svc.front.issue_credentials(lifetime=svc.credential_lifetime)
+        creds = svc.front.issue_credentials(
+            lifetime=svc.credential_lifetime,
+            scope=UploadScope(record.bucket, record.object_key),
+        )
         access, secret, token = creds.access_key, creds.secret_key, creds.token or ""
     else:
         access, secret, token = svc.storage.access_key, svc.storage.secret_key, ""

@@ -7,8 +7,7 @@ from collections import Counter
 
 from aiohttp import web
 
-from ..models import Image, ImageStatus, Visibility
-from ..models._converter import format_datetime
+from ..models import Image, ImageStatus, Visibility, format_datetime
 from .common import authenticate, load_image, read_body, region_of, render, services
 from .context import new_image_id, new_share_id, utcnow
 from .envelope import fault, ok

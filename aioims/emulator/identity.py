@@ -44,6 +44,11 @@ class User:
             "departmentName": self.department_name,
         }
 
+    def __getitem__(self, key: str) -> str:
+        """``user["tenantId"]``: the JSON keys of :meth:`to_json` (kept for code
+        written when ``aioims.testing`` handed out users as JSON dicts)."""
+        return self.to_json()[key]
+
 
 def _default(name: str, digit: str) -> User:
     return User(
@@ -129,6 +134,13 @@ class Directory:
             raise ValueError(f"user id {user.user_id} already belongs to {clash.user_name}")
         self._by_token[user.token] = user
         self._by_id[user.user_id] = user
+
+    def replace(self, users: Iterable[User]) -> None:
+        """Forget every user, then add these."""
+        self._by_token.clear()
+        self._by_id.clear()
+        for user in users:
+            self.add(user)
 
     def by_token(self, token: str) -> User | None:
         return self._by_token.get(token)

@@ -296,16 +296,17 @@ SCHEMAS: dict[str, Schema] = {
     "FaultConfig": obj({
         "rules": {"type": "array", "items": {"type": "object"}},
         "seed": {"type": ["integer", "null"]},
-        "activate_delay": {"type": "number"},
-        "kill_image_ids": {"type": "array", "items": IMAGE_ID},
-        "kill_next_uploads": integer(0),
+        "activate_delay": {"type": "number", "minimum": 0, "maximum": 3600},
+        "kill_image_ids": {"type": "array", "items": IMAGE_ID, "maxItems": 1000},
+        "kill_next_uploads": integer(0, 1_000_000),
         "replace": {"type": "boolean"},
     }, additionalProperties=False,
         description="see docs/emulator.md (rule fields: endpoint = an operationId, path, "
         "method, latency, error, drop, when, times, rate)"),
     "S3FaultConfig": obj({
         "rules": {"type": "array", "items": {"type": "object"}},
-        "credential_lifetime": {"type": "number", "exclusiveMinimum": 0},
+        "credential_lifetime": {"type": "number", "exclusiveMinimum": 0,
+                                "maximum": 365 * 24 * 3600},
         "replace": {"type": "boolean"},
     }, additionalProperties=False),
 }  # fmt: skip
@@ -492,13 +493,19 @@ def _admin_paths() -> dict[str, Schema]:
             "delete": _admin("Remove every fault rule and setting", {"type": "object"}),
         },
         "/_emulator/s3-faults": {
+            "get": _admin("The S3 front's rules and the credential lifetime", {"type": "object"}),
             "post": _admin("S3 front rules and credential lifetime", {"type": "object"},
                            "S3FaultConfig"),
             "delete": _admin("Remove the S3 front's rules", {"type": "object"}),
         },
         "/_emulator/users": {
             "get": _admin("List the users", users),
-            "post": _admin("Add a user", ref("AdminUser"), "AdminUser"),
+            "post": _admin("Add a user (409 if its token or user id is bound to another)",
+                           ref("AdminUser"), "AdminUser"),
+        },
+        "/_emulator/reset": {
+            "post": _admin("Back to a clean account (images, shares, users, faults, S3)",
+                           {"type": "object"}),
         },
         "/openapi.json": {"get": _admin("This document", {"type": "object"})},
     }  # fmt: skip
@@ -522,7 +529,8 @@ def openapi_document() -> dict[str, Any]:
         "security": [{"bearerAuth": []}],
         "tags": [
             *({"name": name} for name in ("images", "upload", "sharing", "export")),
-            {"name": "emulator-admin", "description": "emulator-only, no authentication"},
+            {"name": "emulator-admin", "description": "emulator-only; no authentication "
+             "unless the emulator runs with --admin-token (X-Emulator-Admin-Token)"},
         ],
         "paths": paths,
         "components": {

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..models import to_wire
-from ..models._converter import format_datetime
+from ..models import format_datetime, to_wire
 from .identity import Directory
 from .store import ImageRecord, ShareRecord
 

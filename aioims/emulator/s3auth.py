@@ -7,6 +7,7 @@ is authenticated: see :meth:`CredentialStore.authenticate` for the S3 errors.
 
 from __future__ import annotations
 
+import math
 import secrets
 import string
 from datetime import datetime, timedelta, timezone
@@ -14,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 import attrs
 from multidict import MultiMapping
 
+from aioims.emulator.s3policy import UploadScope
 from aioims.emulator.s3sigv4 import (
     RequestAuth,
     S3Error,
@@ -43,6 +45,24 @@ class TemporaryCredentials:
     secret_key: str = attrs.field(repr=_mask)
     token: str = attrs.field(repr=_mask)
     expires_at: datetime  # aware, UTC; year 9999 for lifetime=None
+    #: the one object these credentials may upload (None: unrestricted, admin/test use)
+    scope: UploadScope | None = None
+
+
+#: the longest lifetime :meth:`CredentialStore.issue` accepts (one year)
+MAX_LIFETIME = 365 * 24 * 3600.0
+
+
+def check_lifetime(lifetime: object) -> float:
+    """A credential lifetime: a finite number of seconds in ``(0, MAX_LIFETIME]``."""
+    if isinstance(lifetime, bool) or not isinstance(lifetime, (int, float)):
+        raise ValueError(f"credential lifetime must be a number of seconds, got {lifetime!r}")
+    value = float(lifetime)
+    if not math.isfinite(value) or not 0 < value <= MAX_LIFETIME:
+        raise ValueError(
+            f"credential lifetime must be finite, > 0 and <= {MAX_LIFETIME:g}, got {lifetime!r}"
+        )
+    return value
 
 
 @attrs.define
@@ -50,6 +70,7 @@ class _Credential:
     secret_key: str = attrs.field(repr=_mask)
     token: str | None = attrs.field(repr=False)
     expires_at: datetime | None
+    scope: UploadScope | None = None
 
 
 class CredentialStore:
@@ -61,8 +82,16 @@ class CredentialStore:
     def __contains__(self, access_key: object) -> bool:
         return access_key in self._keys
 
-    def issue(self, lifetime: float | None = 3600.0) -> TemporaryCredentials:
-        """New temporary credentials valid for ``lifetime`` seconds (None: forever)."""
+    def issue(
+        self, lifetime: float | None = 3600.0, *, scope: UploadScope | None = None
+    ) -> TemporaryCredentials:
+        """New temporary credentials valid for ``lifetime`` seconds (None: forever).
+
+        With ``scope`` they may only upload that object (see
+        :mod:`aioims.emulator.s3policy`); without, they are unrestricted
+        (admin and test use: the emulator's ``upload-prepare`` always scopes)."""
+        if lifetime is not None:
+            lifetime = check_lifetime(lifetime)
         access_key = "ASIA" + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(16))
         expires_at = FAR_FUTURE if lifetime is None else _now() + timedelta(seconds=lifetime)
         creds = TemporaryCredentials(
@@ -70,11 +99,34 @@ class CredentialStore:
             secret_key=secrets.token_urlsafe(30)[:40],
             token=secrets.token_urlsafe(144),
             expires_at=expires_at,
+            scope=scope,
         )
         self._keys[access_key] = _Credential(
-            creds.secret_key, creds.token, None if lifetime is None else expires_at
+            creds.secret_key, creds.token, None if lifetime is None else expires_at, scope
         )
         return creds
+
+    def temporary(self) -> list[TemporaryCredentials]:
+        """Every temporary credential still known (issued and not revoked)."""
+        return [
+            TemporaryCredentials(
+                key, cred.secret_key, cred.token, cred.expires_at or FAR_FUTURE, cred.scope
+            )
+            for key, cred in self._keys.items()
+            if cred.token is not None
+        ]
+
+    def scope_of(self, access_key: str) -> UploadScope | None:
+        """The scope of a key (None: unrestricted or unknown)."""
+        credential = self._keys.get(access_key)
+        return None if credential is None else credential.scope
+
+    def revoke_temporary(self) -> int:
+        """Forget every temporary credential (static keys stay); how many."""
+        gone = [key for key, cred in self._keys.items() if cred.token is not None]
+        for key in gone:
+            del self._keys[key]
+        return len(gone)
 
     def add_static(self, access_key: str, secret_key: str) -> None:
         """Accept a long-lived key pair (no session token, no expiry)."""

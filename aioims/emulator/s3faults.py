@@ -9,11 +9,18 @@ one.  ``times`` counts firings (``None`` = unlimited); a rule that has fired
 
     [{"operation": "UploadPart", "part_numbers": [2], "action": "error",
       "status": 500, "code": "InternalError", "message": null, "delay": 0.0,
-      "times": 1, "probability": 1.0, "seed": null}]
+      "times": 1, "probability": 1.0, "seed": null, "when": "before"}]
+
+``when: "after"`` (with ``action`` ``"reset"`` or ``"error"``) is the *lost
+response*: the request is forwarded to the backend first (its side effect
+happens: the multipart upload is created, the part stored, the object
+completed) and only then is the answer replaced -- ``"reset"`` drops the
+client connection without an answer, ``"error"`` answers the S3 error.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -23,6 +30,12 @@ import attrs
 
 Action = Literal["error", "reset", "delay", "expire"]
 ACTIONS: frozenset[str] = frozenset({"error", "reset", "delay", "expire"})
+When = Literal["before", "after"]
+#: the actions that may run ``when="after"`` the backend answered
+AFTER_ACTIONS: frozenset[str] = frozenset({"error", "reset"})
+#: bounds of the JSON form (admin API): seconds of delay, part numbers
+MAX_DELAY = 3600.0
+MAX_PART_NUMBER = 10000
 
 #: Operation names :func:`detect_operation` produces for object requests
 #: (bucket-level requests get ``ListBuckets``, ``CreateBucket``, ``ListObjects``, ...).
@@ -96,32 +109,70 @@ def detect_operation(method: str, path: str, query: Mapping[str, str], copy_sour
     return f"{verb}Object"
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _part_numbers(value: Iterable[int] | None) -> frozenset[int] | None:
-    return None if value is None else frozenset(int(n) for n in value)
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        raise ValueError(f"part_numbers must be a list of integers, got {value!r}")
+    numbers = list(value)
+    for number in numbers:
+        if not _is_int(number) or not 1 <= number <= MAX_PART_NUMBER:
+            raise ValueError(
+                f"part_numbers must be integers within 1..{MAX_PART_NUMBER}, got {number!r}"
+            )
+    return frozenset(numbers)
+
+
+def _finite(value: object) -> bool:
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, (int, float))
+        and math.isfinite(float(value))
+    )
 
 
 def _check_probability(_: object, __: object, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+    if not _finite(value) or not 0 <= value <= 1:
         raise ValueError(f"probability must be a number within [0, 1], got {value!r}")
 
 
-def _optional(kind: type) -> Any:
-    return attrs.validators.optional(attrs.validators.instance_of(kind))
-
-
 def _check_status(_: object, __: object, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 100 <= value <= 599:
-        raise ValueError(f"status must be an HTTP status code, got {value!r}")
+    if not _is_int(value) or not 400 <= value <= 599:
+        raise ValueError(f"status must be an HTTP error status (400..599), got {value!r}")
 
 
 def _check_delay(_: object, __: object, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"delay must be a number >= 0, got {value!r}")
+    if not _finite(value) or not 0 <= value <= MAX_DELAY:
+        raise ValueError(f"delay must be a finite number within [0, {MAX_DELAY:g}], got {value!r}")
 
 
 def _check_times(_: object, __: object, value: int | None) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+    if value is not None and (not _is_int(value) or value < 0):
         raise ValueError(f"times must be an integer >= 0 or None, got {value!r}")
+
+
+def _check_seed(_: object, __: object, value: int | None) -> None:
+    if value is not None and not _is_int(value):
+        raise ValueError(f"seed must be an integer or None, got {value!r}")
+
+
+def _check_code(_: object, __: object, value: str) -> None:
+    if not isinstance(value, str) or not value or len(value) > 128 or not value.isalnum():
+        raise ValueError(f"code must be an S3 error code (1..128 letters/digits), got {value!r}")
+
+
+def _check_message(_: object, __: object, value: str | None) -> None:
+    if value is not None and (not isinstance(value, str) or len(value) > 4096):
+        raise ValueError("message must be a string of at most 4096 characters or None")
+
+
+def _check_operation(_: object, __: object, value: str | None) -> None:
+    if value is not None and (not isinstance(value, str) or not value or len(value) > 64):
+        raise ValueError(f"operation must be an S3 operation name or '*', got {value!r}")
 
 
 @attrs.frozen
@@ -139,22 +190,33 @@ class FaultRule:
       answer), ``"delay"`` (sleep ``delay`` seconds, then forward normally),
       ``"expire"`` (expire the request's temporary credentials now and answer
       ``400 ExpiredToken``; later requests with them get ``ExpiredToken`` too);
+    * ``when``: ``"before"`` (default: the request never reaches the backend)
+      or ``"after"`` (``"error"``/``"reset"`` only: the request is forwarded,
+      its side effect happens, then the answer is replaced -- the lost
+      response);
     * ``times``: how many times the rule fires (``None`` = always);
     * ``probability`` / ``seed``: fire on a random draw (a per-rule
       ``random.Random(seed)``); a request that loses the draw does not use up
       ``times``.
     """
 
-    operation: str | None = attrs.field(default=None, validator=_optional(str))
+    operation: str | None = attrs.field(default=None, validator=_check_operation)
     part_numbers: frozenset[int] | None = attrs.field(default=None, converter=_part_numbers)
     action: Action = attrs.field(default="error", validator=attrs.validators.in_(ACTIONS))
     status: int = attrs.field(default=500, validator=_check_status)
-    code: str = attrs.field(default="InternalError", validator=attrs.validators.instance_of(str))
-    message: str | None = attrs.field(default=None, validator=_optional(str))
+    code: str = attrs.field(default="InternalError", validator=_check_code)
+    message: str | None = attrs.field(default=None, validator=_check_message)
     delay: float = attrs.field(default=0.0, validator=_check_delay)
     times: int | None = attrs.field(default=1, validator=_check_times)
     probability: float = attrs.field(default=1.0, validator=_check_probability)
-    seed: int | None = attrs.field(default=None, validator=_optional(int))
+    seed: int | None = attrs.field(default=None, validator=_check_seed)
+    when: When = attrs.field(default="before", validator=attrs.validators.in_(("before", "after")))
+
+    def __attrs_post_init__(self) -> None:
+        if self.when == "after" and self.action not in AFTER_ACTIONS:
+            raise ValueError(
+                f"when='after' needs action 'reset' or 'error', not {self.action!r}"
+            )
 
     def matches(self, operation: str, part_number: int | None) -> bool:
         if self.operation not in (None, "*", operation):
@@ -169,12 +231,14 @@ class FaultRule:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FaultRule:
         """A rule from its JSON object; ``ValueError`` if it is not a valid rule."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a fault rule must be a JSON object, got {type(data).__name__}")
         unknown = set(data) - {field.name for field in attrs.fields(cls)}
         if unknown:
             raise ValueError(f"unknown fault rule fields: {sorted(unknown)}")
         try:
             return cls(**cast(dict[str, Any], dict(data)))
-        except TypeError as exc:  # e.g. part_numbers that are not numbers
+        except (TypeError, OverflowError) as exc:  # e.g. part_numbers that are not numbers
             raise ValueError(f"invalid fault rule: {exc}") from None
 
 

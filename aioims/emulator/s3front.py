@@ -36,12 +36,22 @@ Credentials
     upstream) -> 400 ``XAmzContentSHA256Mismatch``.  Chunk signatures of
     ``STREAMING-AWS4-HMAC-SHA256-PAYLOAD`` bodies and clock skew are not checked.
 
+Policy
+    Credentials issued with ``scope=UploadScope(bucket, key)`` (as the
+    emulator's ``upload-prepare`` does) may only do what an upload of that
+    object needs (:mod:`aioims.emulator.s3policy`); anything else -> 403
+    ``AccessDenied``.  Unscoped credentials (admin/test use) reach everything
+    the upstream keys reach -- except the backend's own endpoints
+    (``/moto-api/...``), which are never forwarded, whatever the credentials.
+
 Forwarding
     Path-style requests only (``/bucket/key``).  Method, raw path and query
     (``?uploads``, ``partNumber``, ``uploadId``...), ``Content-Length``,
     ``Content-MD5``, ``Content-Type`` and ``x-amz-*`` headers go to the upstream
     unchanged; status and headers (``ETag``, ``Content-Length``,
-    ``Content-Range``, ``x-amz-*``) come back unchanged.  Bodies stream both
+    ``Content-Range``, ``x-amz-*``) come back unchanged, each header once
+    (moto's duplicate ``Server`` headers would break aiohttp's strict parser
+    under ``python -X dev``) and without hop-by-hop headers.  Bodies stream both
     ways in ``chunk_size`` blocks (bounded memory); ``Expect: 100-continue`` is
     honoured.  ``resign=True`` (default)
     drops the client's ``Authorization``/``x-amz-security-token``/``x-amz-date``
@@ -68,6 +78,10 @@ Faults
     hence aiobotocore, silently resends an idempotent PUT once, so use
     ``times>=2`` to make aiobotocore see it);
     ``"expire"`` expires the credentials used and answers 400 ``ExpiredToken``.
+    ``when="after"`` (``"reset"``/``"error"``): the request is forwarded first
+    (its side effect happens), then the answer is dropped or replaced -- the
+    lost response of a CreateMultipartUpload, UploadPart or
+    CompleteMultipartUpload.
 
 Statistics
     ``front.stats`` (:class:`~aioims.emulator.s3faults.FrontStats`) counts
@@ -76,6 +90,7 @@ Statistics
 
 A client sending ``Expect: 100-continue`` gets ``100 Continue`` only once the
 request is accepted; a rejected one gets its error and the connection closes.
+A client that disconnects mid-request is logged as one INFO line.
 """
 
 from __future__ import annotations
@@ -83,18 +98,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import html
+import logging
+import re
 import ssl
+import typing
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import aiohttp
 import yarl
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, MultiMapping
 
 from aioims.emulator.s3auth import CredentialStore, TemporaryCredentials
 from aioims.emulator.s3faults import FaultHit, FaultRule, FaultSet, FrontStats, detect_operation
+from aioims.emulator.s3policy import UploadScope, check_scope, denied, is_moto_endpoint
 from aioims.emulator.s3sigv4 import (
     PRESIGN_PARAMS,
     STREAMING_SIGNED,
@@ -115,7 +135,11 @@ __all__ = [
     "FrontStats",
     "S3Front",
     "TemporaryCredentials",
+    "UploadScope",
+    "clean_response_headers",
 ]
+
+log = logging.getLogger("aioims.emulator.s3front")
 
 _HOP_BY_HOP = frozenset(
     {
@@ -131,6 +155,49 @@ _HOP_BY_HOP = frozenset(
         "expect",
     }
 )
+#: response headers that may appear more than once (all others: the first one wins)
+_REPEATABLE = frozenset({"set-cookie", "vary", "warning", "www-authenticate"})
+
+
+def clean_response_headers(headers: MultiMapping[str]) -> CIMultiDict[str]:
+    """The upstream's answer headers as the front sends them on: no hop-by-hop
+    headers (nor those its ``Connection`` header names), and each header once
+    (moto sends two ``Server`` headers, which aiohttp's strict parser -- used
+    under ``python -X dev`` -- rejects)."""
+    named = {
+        token.strip().lower()
+        for value in headers.getall("Connection", [])
+        for token in value.split(",")
+        if token.strip()
+    }
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower in _HOP_BY_HOP or lower in named:
+            continue
+        if lower in out and lower not in _REPEATABLE:
+            continue
+        out.add(name, value)
+    return out
+
+
+_MAX_KNOWN_UPLOADS = 100_000
+_UPLOAD = re.compile(rb"<Upload>(.*?)</Upload>", re.DOTALL)
+_KEY = re.compile(rb"<Key>(.*?)</Key>", re.DOTALL)
+_UPLOAD_ID = re.compile(rb"<UploadId>(.*?)</UploadId>", re.DOTALL)
+
+
+def _listed_uploads(body: bytes) -> list[tuple[str, str]]:
+    """``(key, upload id)`` pairs of a ListMultipartUploads answer."""
+    out = []
+    for block in _UPLOAD.findall(body):
+        key, upload = _KEY.search(block), _UPLOAD_ID.search(block)
+        if key is not None and upload is not None:
+            text = html.unescape(key.group(1).decode()), html.unescape(upload.group(1).decode())
+            out.append(text)
+    return out
+
+
 _CLIENT_AUTH = ("Authorization", "x-amz-security-token", "x-amz-date", "x-amz-content-sha256")
 
 
@@ -191,6 +258,8 @@ class S3Front:
         self.credentials = CredentialStore()
         self._runner: web.ServerRunner | None = None
         self._session: aiohttp.ClientSession | None = None
+        #: upload id -> (bucket, key), as the upstream listed them
+        self._upload_keys: dict[str, tuple[str, str]] = {}
 
     # -- lifecycle ---------------------------------------------------------
     async def start(self) -> str:
@@ -235,9 +304,15 @@ class S3Front:
         await self.stop()
 
     # -- credentials (see CredentialStore) ---------------------------------
-    def issue_credentials(self, lifetime: float | None = 3600.0) -> TemporaryCredentials:
-        """New temporary credentials valid for ``lifetime`` seconds (None: forever)."""
-        return self.credentials.issue(lifetime)
+    def issue_credentials(
+        self, lifetime: float | None = 3600.0, *, scope: UploadScope | None = None
+    ) -> TemporaryCredentials:
+        """New temporary credentials valid for ``lifetime`` seconds (None: forever).
+
+        ``scope`` limits them to uploading one object (see
+        :mod:`aioims.emulator.s3policy`); the emulator's ``upload-prepare``
+        always passes one.  Unscoped credentials are for admin and test use."""
+        return self.credentials.issue(lifetime, scope=scope)
 
     def add_static_credentials(self, access_key: str, secret_key: str) -> None:
         """Accept a long-lived key pair (no session token, no expiry)."""
@@ -253,17 +328,39 @@ class S3Front:
 
     # -- request handling --------------------------------------------------
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        exchange = _Exchange(request)
+        try:
+            return await self._handle_exchange(_Exchange(request))
+        except ConnectionError as exc:  # the client went away (send_continue, a write...)
+            log.info(
+                "S3 front: client %s disconnected during %s %s (%s)",
+                request.remote,
+                request.method,
+                request.path,
+                type(exc).__name__,
+            )
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=499)  # never sent: the connection is gone
+
+    async def _handle_exchange(self, exchange: _Exchange) -> web.StreamResponse:
+        request = exchange.request
         raw_path, _, raw_query = request.raw_path.partition("?")
-        query = dict(split_query(raw_query))
+        pairs = split_query(raw_query)
+        query = dict(pairs)
+        path = unquote(raw_path)
         operation = detect_operation(
-            request.method, unquote(raw_path), query, "x-amz-copy-source" in request.headers
+            request.method, path, query, "x-amz-copy-source" in request.headers
         )
         part = query.get("partNumber")
         part_number = int(part) if part is not None and part.isdigit() else None
         self.stats.requests[operation] += 1
         if operation == "UploadPart" and part_number is not None:
             self.stats.part_numbers.append(part_number)
+        if is_moto_endpoint(path):
+            self.stats.rejected["AccessDenied"] += 1
+            return await self._error(
+                exchange, denied("the backend's own endpoints are not reachable")
+            )
         try:
             auth = self.credentials.authenticate(
                 request.method,
@@ -272,22 +369,49 @@ class S3Front:
                 request.headers,
                 verify_signature=self.verify_signatures,
             )
+            scope = self.credentials.scope_of(auth.access_key)
+            if scope is not None:
+                check_scope(scope, operation, request.method, path, pairs, request.headers)
+                upload_id = query.get("uploadId")
+                if upload_id is not None:
+                    await self._check_upload_of(scope, upload_id)
         except S3Error as exc:
             self.stats.rejected[exc.code] += 1
             return await self._error(exchange, exc)
         rule = self.faults.pick(operation, part_number)
-        if rule is not None:
-            self.stats.faults.append(FaultHit(operation, part_number, rule.action, rule.code))
-            if rule.delay > 0:
-                await asyncio.sleep(rule.delay)
-            if rule.action == "reset":
-                return await self._reset(exchange)
-            if rule.action == "expire":
-                self.expire(auth.access_key)
-                return await self._error(exchange, S3Error(400, "ExpiredToken"))
-            if rule.action == "error":
-                return await self._error(exchange, S3Error(rule.status, rule.code, rule.message))
+        if rule is None:
+            return await self._forward(exchange, raw_path, raw_query, auth)
+        self.stats.faults.append(FaultHit(operation, part_number, rule.action, rule.code))
+        if rule.delay > 0:
+            await asyncio.sleep(rule.delay)
+        if rule.when == "after":
+            return await self._after(exchange, raw_path, raw_query, auth, rule)
+        if rule.action == "reset":
+            return await self._reset(exchange)
+        if rule.action == "expire":
+            self.expire(auth.access_key)
+            return await self._error(exchange, S3Error(400, "ExpiredToken"))
+        if rule.action == "error":
+            return await self._error(exchange, S3Error(rule.status, rule.code, rule.message))
         return await self._forward(exchange, raw_path, raw_query, auth)
+
+    async def _after(
+        self,
+        exchange: _Exchange,
+        raw_path: str,
+        raw_query: str,
+        auth: RequestAuth,
+        rule: FaultRule,
+    ) -> web.StreamResponse:
+        """The lost response: forward (the side effect happens), then replace the answer."""
+        status = await self._forward(exchange, raw_path, raw_query, auth, discard=True)
+        log.debug("S3 front: %s answered %s upstream, then %s", rule.operation, status, rule.action)
+        if rule.action == "reset":
+            request = exchange.request
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=500)  # never sent: the connection is gone
+        return await self._error(exchange, S3Error(rule.status, rule.code, rule.message))
 
     async def _error(self, exchange: _Exchange, error: S3Error) -> web.Response:
         request_id = new_request_id()
@@ -403,15 +527,46 @@ class S3Front:
         url = f"{self._upstream_origin}{path}" + (f"?{raw_query}" if raw_query else "")
         return url, headers, None if body is None else self._guard(body, exchange)
 
+    @typing.overload
     async def _forward(
-        self, exchange: _Exchange, raw_path: str, raw_query: str, auth: RequestAuth
-    ) -> web.StreamResponse:
+        self,
+        exchange: _Exchange,
+        raw_path: str,
+        raw_query: str,
+        auth: RequestAuth,
+        *,
+        discard: typing.Literal[False] = False,
+    ) -> web.StreamResponse: ...
+
+    @typing.overload
+    async def _forward(
+        self,
+        exchange: _Exchange,
+        raw_path: str,
+        raw_query: str,
+        auth: RequestAuth,
+        *,
+        discard: typing.Literal[True],
+    ) -> int | None: ...
+
+    async def _forward(
+        self,
+        exchange: _Exchange,
+        raw_path: str,
+        raw_query: str,
+        auth: RequestAuth,
+        *,
+        discard: bool = False,
+    ) -> web.StreamResponse | int | None:
+        """Forward the request; answer the client with the upstream's answer,
+        or (``discard``) read and drop that answer and return its status
+        (``None`` when the upstream could not be reached)."""
         request = exchange.request
         assert self._session is not None, "S3Front not started"
         try:
             url, headers, body = self._outgoing(exchange, raw_path, raw_query, auth)
         except S3Error as exc:
-            return await self._error(exchange, exc)
+            return None if discard else await self._error(exchange, exc)
         if body is not None:
             await exchange.send_continue()
         response: web.StreamResponse | None = None
@@ -424,16 +579,20 @@ class S3Front:
                 allow_redirects=False,
                 skip_auto_headers=("Content-Type", "Accept", "Accept-Encoding", "User-Agent"),
             ) as upstream:
+                if discard:
+                    while await upstream.content.readany():
+                        pass
+                    return upstream.status
                 response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-                for name, value in upstream.headers.items():
-                    if name.lower() not in _HOP_BY_HOP:
-                        response.headers.add(name, value)
+                response.headers.extend(clean_response_headers(upstream.headers))
                 await response.prepare(request)
                 async for chunk in upstream.content.iter_chunked(self._chunk):
                     await response.write(chunk)
                 await response.write_eof()
                 return response
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            if discard:
+                return None
             if response is not None and response.prepared:
                 if request.transport is not None:  # too late for an answer: truncate
                     request.transport.abort()
@@ -443,6 +602,53 @@ class S3Front:
             return await self._error(
                 exchange, S3Error(503, "ServiceUnavailable", f"Upstream S3 failed: {exc!r}")
             )
+
+    async def _check_upload_of(self, scope: UploadScope, upload_id: str) -> None:
+        """A scoped credential may only name uploads of its own key (S3 binds
+        an upload id to its key; moto does not check): else 404 ``NoSuchUpload``.
+        Asked of the upstream once per upload id (its own keys), then cached."""
+        known = self._upload_keys.get(upload_id)
+        if known is None:
+            known = await self._upstream_upload_key(scope, upload_id)
+        if known != (scope.bucket, scope.key):
+            raise S3Error(404, "NoSuchUpload", "The specified upload does not exist.")
+
+    async def _upstream_upload_key(
+        self, scope: UploadScope, upload_id: str
+    ) -> tuple[str, str] | None:
+        assert self._session is not None, "S3Front not started"
+        path = f"{self._upstream_prefix}/{quote(scope.bucket, safe='')}"
+        raw_query = f"prefix={quote(scope.key, safe='')}&uploads="
+        headers: CIMultiDict[str] = CIMultiDict({"Host": self._upstream_host})
+        headers.update(
+            sign_headers(
+                "GET", path, raw_query, headers,
+                access_key=self.upstream_access_key, secret_key=self.upstream_secret_key,
+                region=self.upstream_region,
+            )
+        )  # fmt: skip
+        url = yarl.URL(f"{self._upstream_origin}{path}?{raw_query}", encoded=True)
+        try:
+            async with self._session.get(url, headers=headers) as answer:
+                body = await answer.read()
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            raise S3Error(503, "ServiceUnavailable", f"Upstream S3 failed: {exc!r}") from None
+        if answer.status != 200:
+            return None
+        for key, found in _listed_uploads(body):
+            if len(self._upload_keys) >= _MAX_KNOWN_UPLOADS:
+                self._upload_keys.clear()
+            self._upload_keys[found] = (scope.bucket, key)
+        return self._upload_keys.get(upload_id)
+
+    # -- admin -------------------------------------------------------------
+    def reset(self) -> None:
+        """Back to a clean front: no fault rules, zeroed statistics, every
+        temporary credential revoked (static keys stay)."""
+        self.faults.clear()
+        self.stats.reset()
+        self.credentials.revoke_temporary()
+        self._upload_keys.clear()
 
     def __repr__(self) -> str:
         state: dict[str, Any] = {"url": self.url or None, "upstream": self.upstream}

@@ -4,12 +4,15 @@ application, and runs them on a loopback port."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import anyio
 from aiohttp import web
 
@@ -18,6 +21,7 @@ from .app import build_app
 from .context import Services
 from .faults import FaultInjector
 from .identity import DEFAULT_USERS, Directory, User, load_users_file
+from .s3auth import check_lifetime
 from .s3front import S3Front
 from .s3server import EmbeddedS3
 from .storage import Storage
@@ -28,6 +32,28 @@ log = logging.getLogger("aioims.emulator")
 
 READY_PREFIX = "IMS emulator ready at "
 DB_NAME = "ims.sqlite3"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # another host name, or "" (every interface)
+
+
+def exposure_warning(host: str) -> str:
+    return (
+        f"\n{'!' * 78}\n"
+        f"!! The IMS emulator listens on {host!r}, not on a loopback address.\n"
+        "!! Anyone who can reach this machine can use its API, its S3 front and its\n"
+        "!! admin API (/_emulator/: faults, users with their tokens, reset).\n"
+        "!! It is a test double with well-known tokens: do not expose it to a network\n"
+        "!! you do not trust; pass --admin-token to protect the admin API.\n"
+        f"{'!' * 78}"
+    )
 
 
 class Emulator:
@@ -64,6 +90,7 @@ class Emulator:
         faults: Mapping[str, Any] | str | Path | None = None,
         seed: int | None = None,
         access_log: bool = False,
+        admin_token: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.host = host
@@ -73,12 +100,18 @@ class Emulator:
         self.s3_secret_key = s3_secret_key
         self.s3_region = s3_region
         self.use_front = s3_front
-        self.credential_lifetime = credential_lifetime
+        self.credential_lifetime = check_lifetime(credential_lifetime)
         self.config = config
         self.extra_users = list(users)
         self.faults = FaultInjector(seed)
         self._fault_config = faults
         self.access_log = access_log
+        if admin_token is not None and not admin_token:
+            raise ValueError("admin_token must not be empty")
+        self.admin_token = admin_token
+        self._initial_users: list[User] = []
+        self._reset_lock = anyio.Lock()
+        self._http: aiohttp.ClientSession | None = None
         self.url = ""
         self.s3_url = ""
         self.front_url: str | None = None
@@ -100,6 +133,16 @@ class Emulator:
         return {user.user_name: user for user in self.services.users.all()}
 
     @property
+    def front(self) -> S3Front | None:
+        """The S3 front (None with ``s3_front=False`` or before start)."""
+        return self._front
+
+    @property
+    def storage(self) -> Storage | None:
+        """The emulator's own S3 client (the backend's keys; admin use)."""
+        return self._storage
+
+    @property
     def upload_domain(self) -> str:
         return self.services.upload_domain if self.services is not None else ""
 
@@ -118,6 +161,8 @@ class Emulator:
             raise
 
     async def _start(self) -> str:
+        if not is_loopback(self.host):
+            log.warning("%s", exposure_warning(self.host))
         if self._fault_config is not None:
             if isinstance(self._fault_config, Mapping):
                 self.faults.configure(self._fault_config)
@@ -159,6 +204,8 @@ class Emulator:
             front=self._front,
             upload_domain=self.front_url or self.s3_url,
             credential_lifetime=self.credential_lifetime,
+            reset_hook=self.reset,
+            admin_token=self.admin_token,
         )
         worker.services = services
         await self._check_files(services)
@@ -183,14 +230,17 @@ class Emulator:
         return self.url
 
     async def _load_users(self, store: Store) -> Directory:
+        initial: dict[str, User] = {user.token: user for user in DEFAULT_USERS}
+        if self.config is not None:
+            for user in load_users_file(self.config):
+                initial[user.token] = user
+        for user in self.extra_users:
+            initial[user.token] = user
+        self._initial_users = list(initial.values())
         users: dict[str, User] = {user.token: user for user in DEFAULT_USERS}
         for user in await store.load_users():
             users[user.token] = user
-        if self.config is not None:
-            for user in load_users_file(self.config):
-                users[user.token] = user
-        for user in self.extra_users:
-            users[user.token] = user
+        users.update(initial)
         directory = Directory(users.values())
         await store.upsert_users(directory.all())
         return directory
@@ -217,8 +267,57 @@ class Emulator:
                 ", ".join(sorted(services.lost)),
             )
 
+    async def reset(self) -> float:
+        """Back to a clean account, cheaply (``POST /_emulator/reset``): every
+        running background job cancelled; every image, share and record deleted
+        (row ids start at 1 again); the users those given at start (defaults,
+        ``config``, ``users``: users added later are gone); IMS faults cleared
+        (seed back to the one given at start, no activate delay); the S3
+        front's rules and statistics cleared and every credential it issued
+        revoked; the credential lifetime back to ``credential_lifetime``; and
+        the storage emptied with the emulator's own handles -- the embedded S3
+        is wiped in one call, on an external one every object and multipart
+        upload of the emulator's buckets (``iaas-image-*``, ``ims-export-*``)
+        is deleted.  Meant for test harnesses between tests: call it while no
+        request is in flight.  Returns the seconds it took."""
+        services, worker = self.services, self._worker
+        if services is None or worker is None:
+            raise RuntimeError("the emulator is not running")
+        started = time.perf_counter()
+        async with self._reset_lock:
+            await worker.cancel_all()
+            self.faults.reset()
+            if self._front is not None:
+                self._front.reset()
+            services.credential_lifetime = self.credential_lifetime
+            services.lost.clear()
+            users = list(self._initial_users)
+            await services.store.reset(users)
+            services.users.replace(users)
+            if self._embedded is not None:
+                await self._wipe_embedded()
+                services.storage.forget_buckets()
+            else:
+                await services.storage.empty_emulator_buckets()
+        took = time.perf_counter() - started
+        log.info("emulator reset in %.1f ms", took * 1000)
+        return took
+
+    async def _wipe_embedded(self) -> None:
+        """Wipe the embedded moto server (ours alone) through its own admin
+        endpoint -- reached directly, never through the S3 front."""
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        async with self._http.post(f"{self.s3_url}/moto-api/reset") as answer:
+            if answer.status != 200:
+                raise RuntimeError(f"resetting the embedded S3 answered HTTP {answer.status}")
+            await answer.read()
+
     async def stop(self) -> None:
         with anyio.CancelScope(shield=True):
+            http, self._http = self._http, None
+            if http is not None:
+                await http.close()
             runner, self._runner = self._runner, None
             if runner is not None:
                 await runner.cleanup()

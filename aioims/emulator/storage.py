@@ -152,6 +152,43 @@ class Storage:
                 raise
         self._known_buckets.add(name)
 
+    def forget_buckets(self) -> None:
+        """Forget which buckets exist (after the backend was wiped): the next
+        :meth:`ensure_bucket` creates them again."""
+        self._known_buckets.clear()
+
+    @staticmethod
+    def is_emulator_bucket(name: str) -> bool:
+        return name.startswith(("iaas-image-", "ims-export-"))
+
+    async def empty_emulator_buckets(self) -> int:
+        """Abort every multipart upload and delete every object of the
+        emulator's buckets (``iaas-image-*``, ``ims-export-*``) on the backend,
+        with the emulator's own keys; other buckets are left alone.  Returns
+        how many objects and uploads went."""
+        listed = await self.client.list_buckets()
+        names = [b["Name"] for b in listed.get("Buckets", []) if self.is_emulator_bucket(b["Name"])]
+        removed = 0
+
+        async def empty(bucket: str) -> None:
+            nonlocal removed
+            paginator = self.client.get_paginator("list_multipart_uploads")
+            async for page in paginator.paginate(Bucket=bucket):
+                for upload in page.get("Uploads", []):
+                    if await self.abort_upload(bucket, upload["Key"], upload["UploadId"]):
+                        removed += 1
+            paginator = self.client.get_paginator("list_objects_v2")
+            async for page in paginator.paginate(Bucket=bucket):
+                keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+                if keys:
+                    await self.client.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+                    removed += len(keys)
+
+        async with anyio.create_task_group() as group:
+            for name in names:
+                group.start_soon(empty, name)
+        return removed
+
     # --- objects -------------------------------------------------------------
 
     async def head(self, bucket: str, key: str) -> int | None:

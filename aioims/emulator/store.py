@@ -426,6 +426,22 @@ class Store:
 
         await self._run(run)
 
+    async def reset(self, users: Iterable[User]) -> None:
+        """Delete every image, share and user (row ids start again at 1), then
+        store these users: one transaction."""
+        rows = [(u.token, u.user_id, json.dumps(u.to_json())) for u in users]
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM images")
+            conn.execute("DELETE FROM shares")
+            conn.execute("DELETE FROM users")
+            conn.execute(
+                "DELETE FROM sqlite_sequence WHERE name IN ('images', 'shares')"
+            )
+            conn.executemany("INSERT INTO users (token, user_id, data) VALUES (?, ?, ?)", rows)
+
+        await self._run(run)
+
     async def load_users(self) -> list[User]:
         def run(conn: sqlite3.Connection) -> list[User]:
             rows = conn.execute("SELECT data FROM users ORDER BY rowid").fetchall()

@@ -58,6 +58,15 @@ class Worker:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
+    async def cancel_all(self) -> int:
+        """Cancel every running job and wait for them (the worker stays usable)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return len(tasks)
+
     async def shutdown(self) -> None:
         tasks = list(self._tasks)
         for task in tasks:

@@ -71,6 +71,29 @@ def budget_from(manifest: Manifest, budget: Budget | None) -> Budget:
     return Budget(**{k: manifest.options[k] for k in keys if k in manifest.options})
 
 
+def tenancy_defaults(
+    ims: IMSSession | None,
+    environ: Mapping[str, str] | None,
+    **given: str | None,
+) -> dict[str, str | None]:
+    """The metadata defaults of a run: the ``given`` arguments > the target
+    session's :attr:`~aioims.IMSSession.defaults` > the configuration
+    (``IMS_TENANT_ID``/``IMS_DEPARTMENT_ID``/``IMS_RESOURCE_GROUP_ID`` or
+    the profile, see :mod:`aioims.settings`)."""
+    from ..settings import load_defaults
+
+    out = dict(given)
+    session_defaults = getattr(ims, "defaults", None)
+    layers: list[Any] = [session_defaults] if session_defaults is not None else []
+    if not all(out.get(key) for key in ("tenant_id", "department_id")):
+        layers.append(load_defaults(environ))
+    for layer in layers:
+        for key in ("tenant_id", "department_id", "resource_group_id"):
+            if out.get(key) is None:
+                out[key] = getattr(layer, key, None)
+    return out
+
+
 def check_tenancy(entries: Sequence[Entry], defaults: Mapping[str, Any]) -> None:
     for entry in entries:
         for key in ("tenant_id", "department_id"):
@@ -138,7 +161,8 @@ async def run(
     (default: the manifest's ``options``); ``sources``: sessions for source
     accounts (default: built from the manifest, tokens from the
     environment); ``tenant_id``/``department_id``/``resource_group_id``:
-    metadata defaults; ``retry_failed``: try failed entries again;
+    metadata defaults (else the session's :attr:`~aioims.IMSSession.defaults`,
+    else ``IMS_TENANT_ID``/... or the profile); ``retry_failed``: try failed entries again;
     ``shard=(i, n)``/``only``: a subset of the entries; ``report``: write
     the JSON report there; ``wait_for_others``: when nothing is left to
     claim, wait for entries other workers hold (a dead worker's are taken
@@ -146,8 +170,8 @@ async def run(
     if not isinstance(manifest, Manifest):
         manifest = await anyio.to_thread.run_sync(load_manifest, manifest)
     entries = select_entries(manifest, shard=shard, only=only)
-    defaults = {"tenant_id": tenant_id, "department_id": department_id,
-                "resource_group_id": resource_group_id}  # fmt: skip
+    defaults = tenancy_defaults(ims, environ, tenant_id=tenant_id, department_id=department_id,
+                                resource_group_id=resource_group_id)  # fmt: skip
     check_tenancy(entries, defaults)
     options = manifest.options
     events = MigrationEvents()

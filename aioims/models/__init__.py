@@ -1,6 +1,6 @@
 """Typed models of the IMS API and the one cattrs converter."""
 
-from ._converter import converter, from_wire, to_wire
+from ._converter import converter, format_datetime, from_wire, page_from_wire, to_wire
 from .enums import (
     BootMode,
     CpuArch,
@@ -18,6 +18,7 @@ from .enums import (
 from .image import Image, VolumeImage
 from .page import Page
 from .share import ExportBucket, ImageShare
+from .spec import ImageSpec, TenantDefaults
 from .upload import UploadTarget
 
 __all__ = [
@@ -27,12 +28,14 @@ __all__ = [
     "ExportBucket",
     "Image",
     "ImageShare",
+    "ImageSpec",
     "ImageStatus",
     "ImageType",
     "Instruction",
     "OsType",
     "Page",
     "Platform",
+    "TenantDefaults",
     "TolerantEnum",
     "UploadResult",
     "UploadTarget",
@@ -40,6 +43,8 @@ __all__ = [
     "Visibility",
     "VolumeImage",
     "converter",
+    "format_datetime",
     "from_wire",
+    "page_from_wire",
     "to_wire",
 ]

@@ -169,6 +169,7 @@ def _structure_id(value: Any) -> int | str | None:
 
 
 _Parser = Callable[[Any], Any]
+_MISSING: Any = object()
 
 
 @attrs.frozen
@@ -179,6 +180,8 @@ class _ModelPlan:
     main_keys: frozenset[str]
     has_extra: bool
     defaults: dict[str, Any]
+    #: wire key -> (attribute, parser or None for a plain ``str`` field, is a main key)
+    fast: dict[str, tuple[str, _Parser | None, bool]] = attrs.field(factory=dict)
 
 
 def _parser_for(tp: Any, attr: str) -> _Parser:
@@ -205,7 +208,24 @@ def _parser_for(tp: Any, attr: str) -> _Parser:
     if tp is str:
         return lambda raw: raw if raw is None or isinstance(raw, str) else str(raw)
     if isinstance(tp, type) and issubclass(tp, TolerantEnum):
-        return partial(_structure_enum, cls=tp)
+        members = tp._value2member_map_
+        tolerated: dict[str, Any] = {}  # non-exact strings already resolved
+        slow = partial(_structure_enum, cls=tp)
+
+        def parse_enum(raw: Any) -> Any:
+            # the exact value of a member: one dict lookup (no Enum call)
+            if raw.__class__ is not str:
+                return slow(raw)
+            member = members.get(raw, _MISSING)
+            if member is _MISSING:
+                member = tolerated.get(raw, _MISSING)
+                if member is _MISSING:
+                    member = slow(raw)
+                    if len(tolerated) < 256:  # vendor spellings: a handful
+                        tolerated[raw] = member
+            return member
+
+        return parse_enum
     if tp is int:
         return lambda raw: None if raw is None else _structure_int(raw, int)
     hook = converter.get_structure_hook(tp)
@@ -223,7 +243,11 @@ def _plan(cls: type) -> _ModelPlan:
         for f in attrs.fields(cls)
         if f.default is attrs.NOTHING
     }
-    return _ModelPlan(keys, main, "extra" in types, defaults)
+    fast = {
+        key: (attr, None if types[attr] in (str, str | None) else parse, key in main)
+        for key, (attr, parse) in keys.items()
+    }
+    return _ModelPlan(keys, main, "extra" in types, defaults, fast)
 
 
 def _structure_model(payload: Any, cls: type[T]) -> T:
@@ -234,19 +258,24 @@ def _structure_model(payload: Any, cls: type[T]) -> T:
     plan = _plan(cast(type, cls))
     kwargs: dict[str, Any] = {}
     extra: dict[str, Any] = {}
+    lookup = plan.fast.get
     for key, raw in payload.items():
-        found = plan.keys.get(key)
+        found = lookup(key)
         if found is None:
             extra[key] = raw
             continue
-        attr, parse = found
-        if attr in kwargs and key not in plan.main_keys:
+        attr, parse, main = found
+        if not main and attr in kwargs:
             continue  # an alias of a field already filled under its main name
-        kwargs[attr] = parse(raw)
+        if parse is None:  # a str field
+            kwargs[attr] = raw if raw is None or raw.__class__ is str else str(raw)
+        else:
+            kwargs[attr] = parse(raw)
     if plan.has_extra:
         kwargs["extra"] = extra
     for name, default in plan.defaults.items():
-        kwargs.setdefault(name, default)
+        if name not in kwargs:
+            kwargs[name] = default
     return cls(**kwargs)
 
 
@@ -291,7 +320,10 @@ def page_from_wire(payload: Any, item_cls: type[T]) -> Page[T]:
     raw_items = payload.get("list") or []
     if not isinstance(raw_items, list):
         raise TypeError("page 'list' is not an array")
-    items = [from_wire(item, item_cls) for item in raw_items]
+    if item_cls in _WIRE_MODELS:  # the model hook directly: no dispatch per item
+        items = [_structure_model(item, item_cls) for item in raw_items]
+    else:
+        items = [from_wire(item, item_cls) for item in raw_items]
     return Page(
         items=items,
         total=_structure_int(payload.get("total", len(items)), int) or 0,

@@ -18,7 +18,25 @@ as an async context manager, configured with an ``AioConfig``:
   loaded in a worker thread, so creating a client does not parse them on
   the event loop.
 
-:class:`S3Clients` swaps in a new client when the credentials are refreshed.
+:class:`S3Clients` swaps in a new client when the credentials are refreshed
+(proactively before ``expires_at``, reactively when S3 refuses them; see
+:mod:`aioims.transfer.credentials`).  ``TransferConfig.s3_client_factory``
+replaces ``create_client`` (a testing hook: a fake client, or a wrapper).
+
+All knowledge of how S3 servers differ in their answers lives here
+(``docs/s3-compatibility.md``):
+
+* :func:`classify` — transient / credentials / permanent / fatal, with
+  ``maybe_credentials`` for ambiguous refusals (radosgw answers a lapsed
+  session token with ``403 AccessDenied``, a corrupted one with ``400
+  InvalidArgument``, a HEAD with a bodiless ``403``);
+* :meth:`S3Clients.classify` — the same, knowing the credentials that signed
+  the request: an ambiguous refusal of temporary credentials is a credential
+  failure (refresh once, retry), unless fresh credentials are refused the
+  same way (a real permission error);
+* :func:`is_upload_gone` — ``NoSuchUpload``; radosgw's ``NoSuchKey`` for an
+  upload's operations; radosgw's ``500 InternalError`` when completing an
+  aborted upload.
 """
 
 from __future__ import annotations
@@ -29,7 +47,7 @@ import enum
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -49,6 +67,17 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from ..errors import ValidationError
 from ..models.upload import UploadTarget
 from .config import TransferConfig
+from .credentials import (
+    Generation,
+    InFlight,
+    Now,
+    RefreshKind,
+    TrackedClient,
+    Window,
+    seconds_left,
+    utcnow,
+    window_of,
+)
 from .errors import CredentialsExpiredError
 
 logger = logging.getLogger("aioims.transfer")
@@ -99,11 +128,58 @@ class S3Failure:
     message: str
     http_status: int | None = None
     request_id: str | None = None
+    #: An answer that may be a refusal of temporary credentials although its
+    #: code does not say so (radosgw: ``403 AccessDenied`` for an expired
+    #: session token, ``400 InvalidArgument`` for a corrupted one; a HEAD's
+    #: bodiless ``403``).  :meth:`S3Clients.classify` decides.
+    maybe_credentials: bool = False
+
+
+#: Answers that mean "refused" without saying why (any S3 server may send
+#: them for lapsed temporary credentials: radosgw does).
+AMBIGUOUS_DENIAL_CODES = frozenset({"AccessDenied", "Forbidden"})
+
+#: Operations whose ``NoSuchKey`` means "no such multipart upload" (radosgw
+#: answers ListParts of a gone upload with ``404 NoSuchKey``).
+_UPLOAD_OPERATIONS = frozenset(
+    {
+        "ListParts",
+        "UploadPart",
+        "UploadPartCopy",
+        "CompleteMultipartUpload",
+        "AbortMultipartUpload",
+    }
+)
+
+_TOKEN_WORDS = ("token", "security", "credential", "session", "authorization", "signature")
+
+
+def _maybe_credentials(code: str | None, status: object, error: dict[str, Any]) -> bool:
+    if code in AMBIGUOUS_DENIAL_CODES:
+        return True
+    if code is not None and code == str(status) and status in (400, 403):
+        return True  # a HEAD's bodiless 403 / 400: botocore makes the status the code
+    if code == "InvalidArgument":
+        # radosgw: a corrupted session token is a bare 400 InvalidArgument; AWS
+        # names the argument.  Anything that names another argument is not ours.
+        name = str(error.get("ArgumentName") or "").lower()
+        text = str(error.get("Message") or "").lower()
+        if name:
+            return any(word in name for word in _TOKEN_WORDS)
+        if text:
+            return any(word in text for word in _TOKEN_WORDS)
+        return True
+    return False
 
 
 def classify(exc: BaseException) -> S3Failure | None:
     """Classify an exception raised by an S3 call; None if it is not an S3
-    or network failure (a bug, or a cancellation: let it propagate)."""
+    or network failure (a bug, or a cancellation: let it propagate).
+
+    This knows nothing of the credentials that signed the request:
+    ``AccessDenied`` is PERMANENT here (with ``maybe_credentials``);
+    :meth:`S3Clients.classify` turns it into CREDENTIALS when the request
+    used temporary credentials that were not just refreshed."""
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {}) or {}
         meta = exc.response.get("ResponseMetadata", {}) or {}
@@ -111,6 +187,7 @@ def classify(exc: BaseException) -> S3Failure | None:
         status = meta.get("HTTPStatusCode")
         request_id = meta.get("RequestId") or None
         message = f"{code or 'HTTP ' + str(status)}: {error.get('Message') or ''}".rstrip(": ")
+        maybe = False
         if code in CREDENTIAL_ERROR_CODES:
             kind = FailureKind.CREDENTIALS
         elif code in TRANSIENT_ERROR_CODES or (
@@ -119,8 +196,9 @@ def classify(exc: BaseException) -> S3Failure | None:
             kind = FailureKind.TRANSIENT
         else:
             kind = FailureKind.PERMANENT
+            maybe = _maybe_credentials(code, status, error)
         http_status = status if isinstance(status, int) else None
-        return S3Failure(kind, code, message, http_status, request_id)
+        return S3Failure(kind, code, message, http_status, request_id, maybe)
     if isinstance(exc, SSLError):
         return S3Failure(FailureKind.FATAL, "SSLError", str(exc))
     if isinstance(
@@ -136,6 +214,26 @@ def classify(exc: BaseException) -> S3Failure | None:
     ):
         return S3Failure(FailureKind.TRANSIENT, type(exc).__name__, f"{type(exc).__name__}: {exc}")
     return None
+
+
+def is_upload_gone(code: str | None, operation: str, *, after_abort: bool = False) -> bool:
+    """Does an error ``code`` on ``operation`` (``"ListParts"``...) mean that
+    the multipart upload no longer exists (completed or aborted)?
+
+    * ``NoSuchUpload`` on any operation (AWS, moto, MinIO; radosgw on
+      UploadPart and AbortMultipartUpload);
+    * ``NoSuchKey`` on an operation of the upload (radosgw answers ListParts
+      of a gone upload with ``404 NoSuchKey``);
+    * ``InternalError`` on CompleteMultipartUpload when the caller knows the
+      upload was aborted (``after_abort``): radosgw answers completing an
+      aborted upload with ``500 InternalError`` ("This multipart completion
+      is already in progress"), which otherwise reads as transient.
+    """
+    if code == "NoSuchUpload":
+        return True
+    if code == "NoSuchKey" and operation in _UPLOAD_OPERATIONS:
+        return True
+    return after_abort and operation == "CompleteMultipartUpload" and code == "InternalError"
 
 
 def endpoint_url(domain: str) -> str:
@@ -169,6 +267,10 @@ def client_config(config: TransferConfig) -> AioConfig:
     if "request_checksum_calculation" in BotoConfig.OPTION_DEFAULTS:
         options["request_checksum_calculation"] = config.request_checksum_calculation
         options["response_checksum_validation"] = config.response_checksum_validation
+    if config.sender == "thread":  # large PUT bodies sent by worker threads
+        from .sender import ThreadedSession
+
+        options["http_session_cls"] = ThreadedSession
     return AioConfig(**options)
 
 
@@ -248,11 +350,7 @@ async def shared_session() -> Any:
 
 
 def _seconds_left(expires_at: datetime) -> float:
-    if expires_at.tzinfo is None:  # naive: taken as UTC
-        now = datetime.now(timezone.utc).replace(tzinfo=None)
-    else:
-        now = datetime.now(timezone.utc)
-    return (expires_at - now).total_seconds()
+    return seconds_left(expires_at)
 
 
 class S3Clients:
@@ -260,9 +358,22 @@ class S3Clients:
 
     A refresh calls ``refresh()`` for a new :class:`UploadTarget`, opens a new
     client with its credentials (bucket, key and upload id stay the same) and
-    makes it current; requests in flight finish on the old client, which is
-    closed with the others at the end.  Only one refresh runs at a time: a
-    request that failed on an older generation just retries on the new one.
+    makes it current (``generation`` + 1); requests in flight finish on the
+    old client, which is closed with the others at the end.  One refresh is
+    in flight at a time, shared by every request of the transfer:
+
+    * :meth:`ensure_fresh` (before each request) refreshes ahead of
+      ``target.expires_at`` — advisory window: one request refreshes, the
+      others proceed, a failure is logged; mandatory window: everyone waits
+      for the refresh, a failure raises :class:`CredentialsExpiredError`
+      (see :mod:`aioims.transfer.credentials`);
+    * :meth:`classify` tells whether a failed request's answer is a refusal
+      of its credentials; :meth:`credentials_rejected` then refreshes (or
+      joins the refresh in flight) or raises :class:`CredentialsExpiredError`.
+
+    ``factory``: ``config.s3_client_factory`` (a testing hook) replaces
+    aiobotocore's ``create_client``.  ``now``: the clock for ``expires_at``
+    (aware UTC datetimes; tests pass a fake one).
     """
 
     def __init__(
@@ -271,6 +382,8 @@ class S3Clients:
         config: TransferConfig,
         refresh: RefreshCallable | None,
         on_refreshed: Callable[[int], None],
+        *,
+        now: Now | None = None,
     ) -> None:
         self.target = target
         self.config = config
@@ -278,25 +391,31 @@ class S3Clients:
         self.refreshes = 0
         self._refresh = refresh
         self._on_refreshed = on_refreshed
+        self._now: Now = now or utcnow
         self._session: Any = None
         self._stack = contextlib.AsyncExitStack()
-        self._lock = anyio.Lock()
-        self._client: Any = None
-        self._proactive_generation = -1
+        self._generations: dict[int, Generation] = {}
+        self._current: Generation | None = None
+        self._inflight: InFlight | None = None
 
     async def __aenter__(self) -> S3Clients:
+        lifetime = self._lifetime(self.target)
+        if self.config.s3_client_factory is not None:
+            self._install(self.target, await self._open(self.target), lifetime, reactive=False)
+            return self
         self._session = await shared_session()
         shared = _loop_shared()
         if shared.warm:
-            self._client = await self._open(self.target)
+            self._install(self.target, await self._open(self.target), lifetime, reactive=False)
             return self
         # The first client of a session fills botocore's caches (endpoint
         # rules, models): ~100 ms of CPU.  Transfers starting together would
         # each pay it (16 at once: seconds); one does, the others then take
         # a few ms each.
         async with shared.lock:
-            self._client = await self._open(self.target)
+            client = await self._open(self.target)
             shared.warm = True
+        self._install(self.target, client, lifetime, reactive=False)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -305,40 +424,133 @@ class S3Clients:
 
     @property
     def client(self) -> Any:
-        return self._client
+        """The client of the current credentials (requests through it mark
+        them as working)."""
+        assert self._current is not None, "S3Clients used outside its async with"
+        return self._current.client
 
     async def _open(self, target: UploadTarget) -> Any:
-        return await self._stack.enter_async_context(
-            self._session.create_client("s3", **client_kwargs(target, self.config))
+        kwargs = client_kwargs(target, self.config)
+        factory = self.config.s3_client_factory
+        if factory is not None:
+            return await self._stack.enter_async_context(factory(kwargs))
+        if self._session is None:
+            self._session = await shared_session()
+        return await self._stack.enter_async_context(self._session.create_client("s3", **kwargs))
+
+    def _lifetime(self, target: UploadTarget) -> float | None:
+        if target.expires_at is None:
+            return None
+        return seconds_left(target.expires_at, self._now())
+
+    def _install(
+        self, target: UploadTarget, client: Any, lifetime: float | None, *, reactive: bool
+    ) -> None:
+        number = len(self._generations)
+        gen = Generation(number, target, None, lifetime, reactive=reactive)
+        gen.client = TrackedClient(client, gen)
+        self._generations[number] = gen
+        self._current = gen
+        self.target = target
+        self.generation = number
+
+    # -- proactive refresh ------------------------------------------------------
+
+    def window(self) -> Window:
+        """Where the current credentials stand relative to ``expires_at``."""
+        gen = self._current
+        if gen is None:
+            return Window.FRESH
+        return window_of(
+            gen.target.expires_at, gen.lifetime, self.config.refresh_margin, self._now()
         )
 
     def expiring(self) -> bool:
-        expires_at = self.target.expires_at
-        return expires_at is not None and _seconds_left(expires_at) <= self.config.refresh_margin
+        return self.window() is not Window.FRESH
 
     async def ensure_fresh(self) -> None:
-        """Refresh ahead of ``target.expires_at`` (once per generation)."""
-        if (
-            self._refresh is None
-            or self._proactive_generation == self.generation
-            or self.refreshes >= self.config.max_refreshes
-            or not self.expiring()
-        ):
+        """Refresh ahead of ``target.expires_at``: called before each request."""
+        if self._refresh is None:
             return
-        generation = self.generation
-        async with self._lock:
-            if generation != self.generation or self._proactive_generation == generation:
+        while True:
+            gen = self._current
+            window = self.window()
+            if gen is None or window is Window.FRESH:
                 return
-            self._proactive_generation = generation
-            logger.debug("credentials expire within %.0f s: refreshing", self.config.refresh_margin)
-            await self._swap()
+            inflight = self._inflight
+            if window is Window.ADVISORY:
+                if (
+                    inflight is not None
+                    or gen.advisory_failed
+                    or self.refreshes >= self.config.max_refreshes
+                ):
+                    return  # proceed with the current credentials
+                try:
+                    await self._run_refresh(RefreshKind.ADVISORY)
+                except CredentialsExpiredError as err:
+                    gen.advisory_failed = True
+                    logger.warning(
+                        "refreshing the upload credentials ahead of their expiry failed "
+                        "(going on with the current ones): %s",
+                        err,
+                    )
+                return
+            # mandatory: nobody sends with these credentials before the refresh
+            if inflight is not None:
+                await self._join(inflight)
+                continue
+            if gen.mandatory_tried or self.refreshes >= self.config.max_refreshes:
+                return  # let S3 decide; a refusal ends in credentials_rejected
+            gen.mandatory_tried = True
+            logger.debug("upload credentials expire now or very soon: refreshing")
+            await self._run_refresh(RefreshKind.MANDATORY)
+
+    # -- reactive refresh -------------------------------------------------------
+
+    def classify(self, exc: BaseException, generation: int) -> S3Failure | None:
+        """Classify a failed request that was signed with the credentials of
+        ``generation``.
+
+        Like :func:`classify`, and: an ambiguous refusal (``AccessDenied``,
+        a bodiless ``403``, a token-related ``InvalidArgument``) of
+        *temporary* credentials is a credential failure (refresh, retry) —
+        unless these credentials were just obtained by refreshing after such
+        a refusal and have not worked for any request yet, and have not
+        expired: then fresh credentials were refused the same way, which is a
+        real permission error (PERMANENT).  Without a ``refresh`` callable it
+        stays PERMANENT unless ``expires_at`` shows the credentials lapsed."""
+        failure = classify(exc)
+        if failure is None or not failure.maybe_credentials:
+            return failure
+        gen = self._generations.get(generation)
+        if gen is None or not gen.temporary:
+            return failure  # static keys: AccessDenied is AccessDenied
+        expired = gen.expired(self._now())
+        if self._refresh is None and not expired:
+            # Nothing to refresh with, and no sign of expiry: report it as it is.
+            return attrs.evolve(
+                failure,
+                message=f"{failure.message} (temporary credentials: they may have lapsed; "
+                "no refresh callable was given)",
+            )
+        if gen.reactive and not gen.proven and not expired:
+            return attrs.evolve(
+                failure,
+                message=f"{failure.message} (refused again with freshly refreshed credentials: "
+                "a permission error, not lapsed credentials)",
+            )
+        return attrs.evolve(failure, kind=FailureKind.CREDENTIALS)
 
     async def credentials_rejected(self, generation: int, code: str | None) -> None:
-        """S3 rejected the credentials of ``generation``: refresh them, or
-        raise :class:`CredentialsExpiredError`."""
-        async with self._lock:
+        """S3 rejected the credentials of ``generation``: refresh them (or wait
+        for the refresh in flight), or raise :class:`CredentialsExpiredError`."""
+        while True:
             if generation != self.generation:
-                return  # another request already refreshed
+                return  # another request already refreshed: retry with the new ones
+            inflight = self._inflight
+            if inflight is not None:
+                await self._join(inflight)
+                continue
             if self._refresh is None:
                 raise CredentialsExpiredError(
                     f"S3 rejected the upload credentials ({code}) and no refresh callable "
@@ -355,32 +567,64 @@ class S3Clients:
                     refreshes=self.refreshes,
                 )
             logger.debug("S3 rejected the credentials (%s): refreshing", code)
-            await self._swap()
+            await self._run_refresh(RefreshKind.REACTIVE)
+            return
 
-    async def _swap(self) -> None:
+    # -- the one refresh in flight ------------------------------------------------
+
+    async def _join(self, inflight: InFlight) -> None:
+        await inflight.done.wait()
+        failure = inflight.failure_for_waiter()
+        if failure is not None:
+            raise failure
+
+    async def _run_refresh(self, kind: RefreshKind) -> None:
         assert self._refresh is not None
+        inflight = InFlight(kind)
+        self._inflight = inflight
         self.refreshes += 1
+        try:
+            target = await self._fetch_target()
+            try:
+                lifetime = self._lifetime(target)
+                client = await self._open(target)
+            except Exception as exc:
+                raise self._refresh_error(
+                    f"opening an S3 client with the refreshed credentials failed: "
+                    f"{type(exc).__name__}: {exc}",
+                    "RefreshFailed",
+                ) from exc
+            self._install(target, client, lifetime, reactive=kind is RefreshKind.REACTIVE)
+        except CredentialsExpiredError as err:
+            inflight.error = err
+            raise
+        finally:
+            if self._inflight is inflight:
+                self._inflight = None
+            inflight.done.set()
+        logger.info("upload credentials refreshed (%s; %d so far)", kind.value, self.refreshes)
+        self._on_refreshed(self.refreshes)
+
+    async def _fetch_target(self) -> UploadTarget:
+        assert self._refresh is not None
         try:
             target = await self._refresh()
             if not isinstance(target, UploadTarget):
                 raise TypeError(f"refresh() returned {type(target).__name__}, not UploadTarget")
         except Exception as exc:
-            raise CredentialsExpiredError(
+            raise self._refresh_error(
                 f"refreshing the upload credentials failed: {type(exc).__name__}: {exc}",
-                operation="refresh",
-                code="RefreshFailed",
-                refreshes=self.refreshes,
+                "RefreshFailed",
             ) from exc
         if (target.bucket, target.file) != (self.target.bucket, self.target.file):
-            raise CredentialsExpiredError(
+            raise self._refresh_error(
                 "refresh() returned a target for another object "
                 f"({target.bucket}/{target.file}, not {self.target.bucket}/{self.target.file})",
-                operation="refresh",
-                code="RefreshMismatch",
-                refreshes=self.refreshes,
+                "RefreshMismatch",
             )
-        client = await self._open(target)
-        self.target, self._client = target, client
-        self.generation += 1
-        logger.info("upload credentials refreshed (%d so far)", self.refreshes)
-        self._on_refreshed(self.refreshes)
+        return target
+
+    def _refresh_error(self, message: str, code: str) -> CredentialsExpiredError:
+        return CredentialsExpiredError(
+            message, operation="refresh", code=code, refreshes=self.refreshes
+        )

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import socket
-import time
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from typing import Any
 
 import ims_vendor_examples as ex
 import pytest
+from aiohttp import web
+from fakes.clock import FakeClock
 from ims_fake import FAST_RETRY, REGION, TOKEN, FakeIMS, Reply
 
 from aioims import (
@@ -29,7 +30,13 @@ from aioims import (
     ServiceError,
 )
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = pytest.mark.timeout(60)
+
+# No assertion here reads the wall clock: waits go through a FakeClock
+# (RetryPolicy(clock=...)), and timeouts are checked by what they report
+# (the per-attempt limit in the error) against servers that would otherwise
+# hang for far longer than the test's own timeout.
+HANG = 120.0  # a "hanging" server answer (cut short at teardown)
 
 GET_PATH = "/images/img-kvvfk28fcjc0mt"
 CREATE_KW: dict[str, Any] = dict(
@@ -71,9 +78,10 @@ async def test_503_retry_after_seconds_is_honoured(fake: FakeIMS, ims: IMSSessio
         Reply(body=b"", status=503, content_type="text/plain", headers={"Retry-After": "0.4"}),
         ex.load(ex.GET_IMAGE),
     )  # fmt: skip
-    started = time.monotonic()
-    await ims.get_image("img-kvvfk28fcjc0mt")  # FAST_RETRY backoff alone is <= 5 ms
-    assert time.monotonic() - started >= 0.4
+    clock = FakeClock()
+    policy = RetryPolicy(max_attempts=3, initial_backoff=0.001, max_backoff=0.005, clock=clock)
+    await ims.get_image("img-kvvfk28fcjc0mt", retry=policy)
+    assert clock.sleeps == [0.4]  # not the <= 5 ms backoff
     assert len(fake.requests) == 2
 
 
@@ -85,10 +93,12 @@ async def test_429_retry_after_http_date_is_honoured(fake: FakeIMS, ims: IMSSess
               headers={"Retry-After": when}),
         ex.load(ex.GET_IMAGE),
     )  # fmt: skip
-    started = time.monotonic()
-    await ims.get_image("img-kvvfk28fcjc0mt")
-    # HTTP dates have 1 s resolution: the wait is between ~1 and 2 s.
-    assert 0.9 <= time.monotonic() - started <= 4
+    clock = FakeClock()
+    policy = RetryPolicy(max_attempts=3, initial_backoff=0.001, max_backoff=0.005, clock=clock)
+    await ims.get_image("img-kvvfk28fcjc0mt", retry=policy)
+    # HTTP dates have 1 s resolution: the wait is the date minus "now" (at
+    # most 2 s; less the longer the machine took between writing and reading it).
+    assert len(clock.sleeps) == 1 and 0 <= clock.sleeps[0] <= 2
     assert len(fake.requests) == 2
 
 
@@ -189,34 +199,75 @@ async def test_connection_refused(caplog: pytest.LogCaptureFixture) -> None:
 
 async def test_retry_deadline_is_respected(fake: FakeIMS, ims: IMSSession) -> None:
     fake.on("GET", GET_PATH, Reply(body=b"", status=503))
+    clock = FakeClock()
+    # (binary fractions: the fake clock's sums are exact)
     policy = RetryPolicy(
-        max_attempts=1000, initial_backoff=0.05, max_backoff=0.05, jitter=False, deadline=0.5
-    )
-    started = time.monotonic()
+        max_attempts=1000, initial_backoff=1 / 16, max_backoff=1 / 16, jitter=False,
+        deadline=0.5, clock=clock,
+    )  # fmt: skip
+    started = clock.monotonic()
     with pytest.raises(ServerHTTPError):
         await ims.get_image("img-kvvfk28fcjc0mt", retry=policy)
-    elapsed = time.monotonic() - started
-    assert elapsed < 0.5 + 0.3
-    assert 3 <= len(fake.requests) <= 11
+    # Attempts at t = 0, 1/16, ..., 7/16: an 8th wait would end at the deadline.
+    assert clock.sleeps == [1 / 16] * 7
+    assert len(fake.requests) == 8
+    assert clock.monotonic() - started < 0.5
+
+
+async def test_retry_deadline_counts_the_attempts_too(fake: FakeIMS, ims: IMSSession) -> None:
+    """Each attempt "takes" 1/8 s of the fake clock: after the third, a wait
+    would end past the deadline."""
+    clock = FakeClock()
+
+    async def slow_503(request: web.Request) -> web.Response:
+        clock.advance(1 / 8)
+        return web.Response(status=503, body=b"")
+
+    fake.on("GET", GET_PATH, slow_503)
+    policy = RetryPolicy(
+        max_attempts=10, initial_backoff=1 / 16, max_backoff=1 / 16, jitter=False,
+        deadline=0.5, clock=clock,
+    )  # fmt: skip
+    with pytest.raises(ServerHTTPError):
+        await ims.get_image("img-kvvfk28fcjc0mt", retry=policy)
+    # attempts over [0, 1/8], [3/16, 5/16], [3/8, 1/2]: then no time is left
+    assert len(fake.requests) == 3
+    assert clock.sleeps == [1 / 16, 1 / 16]
 
 
 async def test_retry_deadline_clips_a_hanging_attempt(fake: FakeIMS, ims: IMSSession) -> None:
-    fake.on("GET", GET_PATH, Reply(ex.load(ex.GET_IMAGE), delay=5))
-    policy = RetryPolicy(max_attempts=5, deadline=0.3)
-    started = time.monotonic()
-    with pytest.raises(RequestTimeoutError):
+    """The attempt's timeout is what is left of the deadline (0.3 s), not the
+    session's 5 s; once it is used up, no retry."""
+    clock = FakeClock()
+
+    async def hang(request: web.Request) -> web.Response:
+        clock.advance(0.3)  # the attempt uses up the deadline on the fake clock
+        await fake.sleep(HANG)
+        return web.Response(status=503)
+
+    fake.on("GET", GET_PATH, hang)
+    policy = RetryPolicy(max_attempts=5, deadline=0.3, clock=clock)
+    with pytest.raises(RequestTimeoutError, match=r"within 0\.3s"):
         await ims.get_image("img-kvvfk28fcjc0mt", retry=policy)  # session timeout is 5 s
-    assert time.monotonic() - started < 1.5
+    assert len(fake.requests) == 1 and clock.sleeps == []
 
 
 async def test_retry_after_beyond_deadline_gives_up_at_once(fake: FakeIMS, ims: IMSSession) -> None:
     fake.on("GET", GET_PATH, Reply(body=b"", status=503, headers={"Retry-After": "30"}))
-    started = time.monotonic()
+    clock = FakeClock()
     with pytest.raises(ServerHTTPError) as info:
-        await ims.get_image("img-kvvfk28fcjc0mt", retry=RetryPolicy(deadline=2))
-    assert time.monotonic() - started < 1
+        await ims.get_image("img-kvvfk28fcjc0mt", retry=RetryPolicy(deadline=2, clock=clock))
+    assert clock.sleeps == []
     assert info.value.retry_after == 30
     assert len(fake.requests) == 1
+
+
+def test_retry_policy_clock_is_validated_and_not_compared() -> None:
+    clock = FakeClock()
+    assert RetryPolicy(clock=clock) == RetryPolicy()
+    assert "clock" not in repr(RetryPolicy(clock=clock))
+    with pytest.raises(ValueError):
+        RetryPolicy(clock=object())  # type: ignore[arg-type]
 
 
 async def test_per_call_retry_overrides_the_session(fake: FakeIMS, ims: IMSSession) -> None:
@@ -323,35 +374,32 @@ async def test_malformed_data_is_a_decode_error(fake: FakeIMS, ims: IMSSession) 
 
 
 async def test_slow_server_times_out(fake: FakeIMS) -> None:
-    fake.on("GET", GET_PATH, Reply(ex.load(ex.GET_IMAGE), delay=5))
+    fake.on("GET", GET_PATH, Reply(ex.load(ex.GET_IMAGE), delay=HANG))
     async with IMSSession(fake.url, REGION, timeout=0.2, retry=RetryPolicy.disabled()) as ims:
-        started = time.monotonic()
-        with pytest.raises(RequestTimeoutError) as info:
-            await ims.get_image("img-kvvfk28fcjc0mt")
-        assert time.monotonic() - started < 1.5
+        with pytest.raises(RequestTimeoutError, match=r"within 0\.2s") as info:
+            await ims.get_image("img-kvvfk28fcjc0mt")  # long before HANG (and the test timeout)
     assert isinstance(info.value, TimeoutError)
 
 
 async def test_timeout_is_retried_for_idempotent_calls(fake: FakeIMS) -> None:
-    fake.on("GET", GET_PATH, Reply(ex.load(ex.GET_IMAGE), delay=5), ex.load(ex.GET_IMAGE))
+    fake.on("GET", GET_PATH, Reply(ex.load(ex.GET_IMAGE), delay=HANG), ex.load(ex.GET_IMAGE))
     async with IMSSession(fake.url, REGION, timeout=0.2, retry=FAST_RETRY) as ims:
         await ims.get_image("img-kvvfk28fcjc0mt")
     assert len(fake.requests) == 2
 
 
 async def test_per_call_timeout_beats_the_session_default(fake: FakeIMS) -> None:
-    fake.on("GET", GET_PATH, Reply(ex.load(ex.GET_IMAGE), delay=0.5))
-    async with IMSSession(fake.url, REGION, timeout=10, retry=RetryPolicy.disabled()) as ims:
-        started = time.monotonic()
-        with pytest.raises(RequestTimeoutError):
+    fake.on("GET", GET_PATH, Reply(ex.load(ex.GET_IMAGE), delay=HANG))
+    async with IMSSession(fake.url, REGION, timeout=HANG, retry=RetryPolicy.disabled()) as ims:
+        with pytest.raises(RequestTimeoutError, match=r"within 0\.1s"):
             await ims.get_image("img-kvvfk28fcjc0mt", timeout=0.1)
-        assert time.monotonic() - started < 0.45
-        with pytest.raises(RequestTimeoutError):
+        with pytest.raises(RequestTimeoutError, match=r"within 0\.1s"):
             await ims.with_options(timeout=0.1).get_image("img-kvvfk28fcjc0mt")
+    fake.on("GET", GET_PATH, Reply(ex.load(ex.GET_IMAGE), delay=0.5))
     async with IMSSession(fake.url, REGION, timeout=0.1, retry=RetryPolicy.disabled()) as ims:
-        image = await ims.get_image("img-kvvfk28fcjc0mt", timeout=5)
+        image = await ims.get_image("img-kvvfk28fcjc0mt", timeout=30)
         assert image.image_id == "img-kvvfk28fcjc0mt"
-        image = await ims.with_options(timeout=5).get_image("img-kvvfk28fcjc0mt")
+        image = await ims.with_options(timeout=30).get_image("img-kvvfk28fcjc0mt")
         assert image.image_id == "img-kvvfk28fcjc0mt"
 
 

@@ -130,7 +130,7 @@ def test_share_unshare_shared_copy_delete(cli: Runner, uploaded: dict[str, Any])
     assert copy["status"] == "active"
     assert copy["owner"] == BOB["tenant_id"]
     deleted = cli("shared", "delete", share["shareId"], "--json", token=BOB["token"]).ok().json
-    assert deleted == {"deleted": [share["shareId"]]}
+    assert deleted == {"deleted": [share["shareId"]], "failed": []}
     mine = cli("shared", "list", "--all", "--json", token=BOB["token"]).ok().json
     assert share["shareId"] not in [s["shareId"] for s in mine["items"]]
 
@@ -232,7 +232,7 @@ def test_create_then_upload_into_existing_then_delete(cli: Runner, tmp_path: Pat
     assert res["items"][0]["status"] == "active"
     assert res["items"][0]["checksum"] == md5(f)
     gone = cli("images", "delete", created["imageId"], "--json").ok().json
-    assert gone == {"deleted": [created["imageId"]]}
+    assert gone == {"deleted": [created["imageId"]], "failed": []}
     missing = cli("images", "show", created["imageId"])
     assert missing.returncode == 1
 

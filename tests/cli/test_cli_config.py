@@ -134,3 +134,57 @@ def test_describe_hides_the_token(cfg_file: Path) -> None:
     s = resolve({}, {"IMS_CONFIG_FILE": str(cfg_file)})
     assert "profile-secret" not in repr(s)
     assert "profile-secret" not in str(s.describe())
+
+
+# --- the CLI over aioims.settings -------------------------------------------------
+
+
+def _config_json(args: list[str], env: dict[str, str]) -> dict[str, object]:
+    import json
+
+    from click.testing import CliRunner
+
+    from aioims.cli.main import cli
+
+    result = CliRunner().invoke(cli, [*args, "config", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    data: dict[str, object] = json.loads(result.stdout)
+    return data
+
+
+def test_timeout_and_max_attempts_options(cfg_file: Path) -> None:
+    env = {"IMS_CONFIG_FILE": str(cfg_file), "IMS_TIMEOUT": "9", "IMS_MAX_ATTEMPTS": "4"}
+    data = _config_json([], env)
+    assert (data["timeout"], data["maxAttempts"]) == (9.0, 4)
+    data = _config_json(["--request-timeout", "2.5", "--max-attempts", "7"], env)
+    assert (data["timeout"], data["maxAttempts"]) == (2.5, 7)
+    assert data["sources"] == {**data["sources"], "timeout": "flag", "max_attempts": "flag"}  # type: ignore[dict-item]
+
+
+def test_cli_session_gets_timeout_retry_and_defaults(
+    cfg_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aioims.cli.context import State
+
+    monkeypatch.setenv("IMS_CONFIG_FILE", str(cfg_file))
+    for name in ("IMS_PROFILE", "IMS_TENANT_ID", "IMS_TIMEOUT", "IMS_MAX_ATTEMPTS"):
+        monkeypatch.delenv(name, raising=False)
+    ims = State(flags={"timeout": 4.0, "max_attempts": 2}).session()
+    assert ims.timeout == 4.0 and ims.retry.max_attempts == 2  # type: ignore[attr-defined]
+    assert ims.defaults.tenant_id == "t-default"  # type: ignore[attr-defined]
+
+
+def test_bad_timeout_is_a_usage_error() -> None:
+    from click.testing import CliRunner
+
+    from aioims.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["--request-timeout", "0", "config"])
+    assert result.exit_code == 2
+
+
+def test_cli_config_is_the_sdk_settings_module() -> None:
+    from aioims import settings
+
+    assert config.resolve.__module__ == "aioims.cli.config"
+    assert config.Settings is settings.Settings and config.ConfigError is settings.ConfigError

@@ -10,6 +10,7 @@ import hashlib
 import io
 import ipaddress
 import json
+import logging
 import os
 import ssl
 import string
@@ -604,6 +605,7 @@ def test_fault_set_json_round_trip() -> None:
         "times": 1,  # one firing left
         "probability": 1.0,
         "seed": None,
+        "when": "before",
     }
     again = FaultSet.from_json({"rules": data})
     assert again.to_json() == data
@@ -937,3 +939,162 @@ async def test_unreachable_upstream(bucket: str) -> None:
         with pytest.raises(ClientError) as caught:
             await client.put_object(Bucket=bucket, Key="k", Body=os.urandom(MiB))
         assert error_code(caught.value) == "ServiceUnavailable"
+
+
+# -- lost responses (when="after"): the backend acts, the client hears nothing ----
+NO_ANSWER = (HTTPClientError, ConnectionError, aiohttp.ClientError)
+
+
+async def test_lost_response_of_create_multipart_upload_leaves_an_upload(
+    front: S3Front, creds: TemporaryCredentials, bucket: str, boto3_s3: Any
+) -> None:
+    front.faults.add(FaultRule(operation="CreateMultipartUpload", action="reset", when="after"))
+    async with aio_client(front.url, creds) as client:
+        with pytest.raises(NO_ANSWER):
+            await client.create_multipart_upload(Bucket=bucket, Key="lost")
+    listed = await run(boto3_s3.list_multipart_uploads, Bucket=bucket, Prefix="lost")
+    assert len(listed.get("Uploads", [])) == 1  # created upstream, never told to the client
+    assert [(hit.operation, hit.action) for hit in front.stats.faults] == [
+        ("CreateMultipartUpload", "reset")
+    ]
+
+
+async def test_lost_response_of_upload_part_stores_the_part(
+    front: S3Front, creds: TemporaryCredentials, bucket: str, boto3_s3: Any
+) -> None:
+    # times=2: aiohttp resends an idempotent PUT once after a dropped connection
+    front.faults.add(FaultRule(operation="UploadPart", action="reset", when="after", times=2))
+    body = os.urandom(64 * 1024)
+    async with aio_client(front.url, creds) as client:
+        upload = await client.create_multipart_upload(Bucket=bucket, Key="part")
+        params = {"Bucket": bucket, "Key": "part", "UploadId": upload["UploadId"]}
+        with pytest.raises(NO_ANSWER):
+            await client.upload_part(PartNumber=1, Body=body, **params)
+        listed = await client.list_parts(**params)
+    assert [(p["PartNumber"], p["Size"]) for p in listed["Parts"]] == [(1, len(body))]
+    assert front.stats.part_numbers == [1, 1]
+
+
+async def test_lost_response_of_complete_multipart_upload_completes(
+    front: S3Front, creds: TemporaryCredentials, bucket: str, boto3_s3: Any
+) -> None:
+    front.faults.add(
+        FaultRule(operation="CompleteMultipartUpload", action="reset", when="after")
+    )
+    body = b"complete me"
+    async with aio_client(front.url, creds) as client:
+        upload = await client.create_multipart_upload(Bucket=bucket, Key="done")
+        params = {"Bucket": bucket, "Key": "done", "UploadId": upload["UploadId"]}
+        part = await client.upload_part(PartNumber=1, Body=body, **params)
+        with pytest.raises(NO_ANSWER):
+            await client.complete_multipart_upload(
+                MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]}, **params
+            )
+    assert await run(direct_bytes, boto3_s3, bucket, "done") == body  # it did complete
+    listed = await run(boto3_s3.list_multipart_uploads, Bucket=bucket, Prefix="done")
+    assert listed.get("Uploads", []) == []
+    assert front.stats.count("CompleteMultipartUpload") == 1  # a POST is not resent
+
+
+async def test_error_after_the_backend_acted(
+    front: S3Front, creds: TemporaryCredentials, bucket: str, boto3_s3: Any
+) -> None:
+    front.faults.add(
+        FaultRule(operation="PutObject", action="error", status=503, code="SlowDown",
+                  when="after")
+    )  # fmt: skip
+    async with aio_client(front.url, creds) as client:
+        with pytest.raises(ClientError) as caught:
+            await client.put_object(Bucket=bucket, Key="stored", Body=b"it landed")
+    assert error_code(caught.value) == "SlowDown"
+    assert await run(direct_bytes, boto3_s3, bucket, "stored") == b"it landed"
+
+
+def test_lost_response_rule_validation() -> None:
+    for action in ("delay", "expire"):
+        with pytest.raises(ValueError, match="after"):
+            FaultRule(action=action, when="after")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        FaultRule.from_json({"action": "reset", "when": "later"})
+    rule = FaultRule.from_json({"operation": "CompleteMultipartUpload", "action": "reset",
+                                "when": "after"})
+    assert rule.when == "after" and rule.to_json()["when"] == "after"
+    bad: list[dict[str, Any]] = [
+        {"delay": float("inf")}, {"delay": float("nan")}, {"delay": -1}, {"times": -1},
+        {"times": 1.5}, {"times": True}, {"probability": float("nan")}, {"status": 200},
+        {"part_numbers": [0]}, {"part_numbers": "12"}, {"part_numbers": [1.5]},
+        {"seed": "x"}, {"code": ""}, {"operation": 5},
+    ]
+    for data in bad:
+        with pytest.raises(ValueError):
+            FaultRule.from_json(data)
+
+
+# -- what goes back to the client ------------------------------------------------
+def test_clean_response_headers() -> None:
+    from aioims.emulator.s3front import clean_response_headers
+
+    upstream = CIMultiDict(
+        [("Server", "Werkzeug/3"), ("Server", "moto"), ("Connection", "close, X-Hop"),
+         ("X-Hop", "1"), ("Keep-Alive", "timeout=5"), ("Transfer-Encoding", "chunked"),
+         ("ETag", '"a"'), ("etag", '"b"'), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"),
+         ("x-amz-request-id", "R")]
+    )  # fmt: skip
+    cleaned = clean_response_headers(upstream)
+    assert cleaned.getall("Server") == ["Werkzeug/3"]
+    assert cleaned.getall("ETag") == ['"a"']
+    assert cleaned.getall("Set-Cookie") == ["a=1", "b=2"]
+    for gone in ("Connection", "X-Hop", "Keep-Alive", "Transfer-Encoding"):
+        assert gone not in cleaned
+    assert cleaned["x-amz-request-id"] == "R"
+
+
+def _sigv4_headers(method: str, url: str, creds: TemporaryCredentials, data: bytes = b"",
+                   extra: dict[str, str] | None = None) -> dict[str, str]:
+    request = AWSRequest(method=method, url=url, data=data, headers=extra or {})
+    S3SigV4Auth(Credentials(creds.access_key, creds.secret_key, creds.token), "s3",
+                REGION).add_auth(request)
+    return dict(request.headers.items())
+
+
+async def test_front_answers_each_header_once(
+    front: S3Front, creds: TemporaryCredentials, bucket: str
+) -> None:
+    url = f"{front.url}/{bucket}/dup?uploads"
+    async with aiohttp.ClientSession() as http, http.post(
+        url, headers=_sigv4_headers("POST", url, creds)
+    ) as answer:
+        assert answer.status == 200
+        names = [name.lower() for name, _ in answer.raw_headers]
+    assert names.count(b"server") == 1
+    assert len(names) == len(set(names)), names
+
+
+async def test_client_disconnect_is_one_info_line(
+    front: S3Front, creds: TemporaryCredentials, bucket: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that goes away while the front waits to send ``100 Continue``
+    is logged as one INFO line, not a traceback."""
+    front.faults.add(FaultRule(operation="PutObject", action="delay", delay=0.2))
+    port = int(front.url.rsplit(":", 1)[1])
+    url = f"{front.url}/{bucket}/gone"
+    body = b"x" * 1024
+    headers = _sigv4_headers("PUT", url, creds, body,
+                      {"Expect": "100-continue", "Content-Length": str(len(body))})
+    headers.setdefault("Host", f"127.0.0.1:{port}")
+    head = f"PUT /{bucket}/gone HTTP/1.1\r\n" + "".join(
+        f"{name}: {value}\r\n" for name, value in headers.items()
+    ) + "\r\n"
+    caplog.set_level(logging.INFO)
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(head.encode())
+    await writer.drain()
+    writer.close()  # gone before the front answers
+    await writer.wait_closed()
+    with anyio.fail_after(20):
+        while not [r for r in caplog.records if "disconnected" in r.getMessage()]:
+            await asyncio.sleep(0.02)
+    lines = [r for r in caplog.records if "disconnected" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelno == logging.INFO
+    assert lines[0].name == "aioims.emulator.s3front" and lines[0].exc_info is None
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text

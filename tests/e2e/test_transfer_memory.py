@@ -1,24 +1,29 @@
-"""BIG TEST (~1 min): a 2 GiB upload in a child process, checking the engine's
-memory and event-loop bounds (issue 4, "Done when").
+"""BIG TEST (~1 min, marked slow): a 2 GiB upload in a child process,
+checking the engine's memory and event-loop bounds (issue 4, "Done when").
+
+The upload goes to a zero-cost S3 sink (``tests/fakes/sink.py``: the
+benchmarks' sink, which reads and discards every body and stores nothing),
+never to moto, which keeps objects in memory (2 GiB there cost ~6.5 GiB of
+RAM and got the shared server OOM-killed).  The sink answers each part with
+the ETag of the Content-MD5 the client sent and the Complete with the
+multipart ETag of those, so the test still checks that every part's MD5 is
+that of the bytes on disk, and that every byte reached the socket.
 
 The child uploads a 2 GiB file (sparse, with a random 4 KiB block every MiB:
 reads return real bytes and every part differs) with 8 x 8 MiB parts, while
-a 1 ms ticker task measures how late the event loop wakes it up.  It reports
-its peak RSS (VmHWM) and the stalls.
+a 1 ms ticker task records the CPU time the loop thread spends per tick
+(``time.thread_time``: the work done on the loop, blind to how long other
+processes kept the thread off the CPU), and every callback the loop runs is
+timed the same way.  It reports its peak RSS (VmHWM).
 
 Bounds asserted: peak RSS < 200 MiB (it must grow with max_concurrency x
-part_size, never with the file size) and the event loop never blocked for
-50 ms or more.  "Blocked" is the CPU time (``time.thread_time``) of the
-longest single callback the loop ran: a blocking call, hashing or copying on
-the loop, a long GC pause would all show there.  The wall-clock lateness of
-the ticker is reported too (max and p99, and the max minus the time the loop
-thread sat runnable in the run queue, from ``/proc/.../schedstat``), but
-only its p99 is bounded: on the shared 2-core VM this runs on, other
-processes (moto itself, other test suites) and the hypervisor keep the loop
-thread off the CPU for 100+ ms at times, after which it has a backlog of
-callbacks to run, none of which says anything about the engine.  The child
-also raises its priority when allowed, to measure the engine rather than
-the neighbours.  No throughput assertion.
+part_size, never with the file size); the longest single callback and the
+loop thread's CPU per tick stay under 50 ms (a blocking call, hashing or
+copying on the loop, a long GC pause would all show there), with p99 CPU per
+tick under 20 ms.  Wall-clock lateness of the ticker is printed, never
+asserted: on a shared 2-core machine other processes keep the loop thread
+off the CPU for 100+ ms at times, which says nothing about the engine.  No
+throughput assertion.
 """
 
 from __future__ import annotations
@@ -127,7 +132,7 @@ def _make_file(path: Path) -> None:
 
 
 def _digests(path: Path) -> tuple[str, str]:
-    """Whole-file MD5 and the multipart ETag S3 must report for 8 MiB parts."""
+    """Whole-file MD5 and the multipart ETag of its 8 MiB parts."""
     whole = hashlib.md5()
     parts = hashlib.md5()
     with open(path, "rb") as f:
@@ -137,23 +142,23 @@ def _digests(path: Path) -> tuple[str, str]:
     return whole.hexdigest(), f'"{parts.hexdigest()}-{SIZE // PART}"'
 
 
-def _run_child(s3_url: str, bucket: str, key: str, path: Path) -> dict[str, Any]:
+def _run_child(url: str, bucket: str, key: str, path: Path) -> dict[str, Any]:
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, s3_url, bucket, key, str(path)],
+        [sys.executable, "-c", CHILD, url, bucket, key, str(path)],
         capture_output=True, text=True, timeout=540,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     report: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     mib = 1024**2
     print(
-        f"\n2 GiB upload: {report['elapsed']:.1f} s "
+        f"\n2 GiB upload to the sink: {report['elapsed']:.1f} s "
         f"({SIZE / mib / report['elapsed']:.0f} MiB/s), "
         f"peak RSS {report['peak_rss'] / mib:.0f} MiB "
         f"(before: {report['rss_before'] / mib:.0f} MiB), "
         f"loop blocked: longest callback {report['max_callback'] * 1000:.1f} ms CPU "
         f"({report['max_callback_what']}); CPU per tick max "
         f"{report['max_cpu'] * 1000:.1f} ms / p99 {report['p99_cpu'] * 1000:.1f} ms; "
-        f"ticker lateness: wall max "
+        f"ticker lateness (not asserted): wall max "
         f"{report['max_wall'] * 1000:.1f} ms / p99 {report['p99_wall'] * 1000:.1f} ms, "
         f"run-queue adjusted max {report['max_stall'] * 1000:.1f} ms / "
         f"p99 {report['p99_stall'] * 1000:.1f} ms; {report['ticks']} ticks"
@@ -161,28 +166,30 @@ def _run_child(s3_url: str, bucket: str, key: str, path: Path) -> dict[str, Any]
     return report
 
 
-def test_2gib_upload_memory_and_loop_stalls(
-    s3_url: str, bucket: str, boto3_s3: Any, tmp_path: Path
-) -> None:
+def test_2gib_upload_memory_and_loop_stalls(tmp_path: Path) -> None:
+    from fakes.sink import start_sink
+
     path = tmp_path / "big.img"
     _make_file(path)
     md5, etag = _digests(path)
-    key = "img-2gib"
-    try:
+    with start_sink() as sink:
         # A real blocking call shows up every run; on an overloaded VM, CPU
         # accounting noise (interrupts, steal) can charge a trivial callback
-        # 100 ms once in a while.  So a run over the loop bound gets one more try.
+        # 50+ ms once in a while.  So a run over the max bounds gets one more try.
         for attempt in (1, 2):
-            report = _run_child(s3_url, bucket, key, path)
+            before = sink.stats()
+            report = _run_child(sink.url, "bucket", "img-2gib", path)
+            after = sink.stats()
             assert report["size"] == SIZE and report["parts"] == SIZE // PART
-            assert report["md5"] == md5
-            head = boto3_s3.head_object(Bucket=bucket, Key=key)
-            assert head["ContentLength"] == SIZE
-            assert head["ETag"] == etag == report["etag"]  # every part's bytes as on disk
+            assert report["md5"] == md5  # the engine hashed what it read
+            # every part went out whole, with the Content-MD5 of the bytes on disk
+            assert after["part_bytes"] - before["part_bytes"] == SIZE
+            assert after["parts"] - before["parts"] == SIZE // PART
+            assert after["completes"] - before["completes"] == 1
+            assert report["etag"] == etag
             assert report["peak_rss"] < 200 * 1024**2
-            assert report["p99_wall"] < 0.050
-            if report["max_callback"] < 0.050 or attempt == 2:
+            assert report["p99_cpu"] < 0.020
+            if max(report["max_callback"], report["max_cpu"]) < 0.050 or attempt == 2:
                 break
         assert report["max_callback"] < 0.050
-    finally:
-        boto3_s3.delete_object(Bucket=bucket, Key=key)
+        assert report["max_cpu"] < 0.050

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import anyio
@@ -95,19 +94,32 @@ async def test_cancelled_waiters_hold_nothing() -> None:
         limiter.release("a")
 
 
-async def test_bandwidth_cap() -> None:
+async def test_bandwidth_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a fake clock: the waits are exactly what the rate asks for."""
+    from types import SimpleNamespace
+
+    from fakes.clock import FakeClock
+
+    from aioims.migrate import budget
+
+    clock = FakeClock()
+    fake_anyio = SimpleNamespace(**{n: getattr(anyio, n) for n in dir(anyio) if n[0] != "_"})
+    fake_anyio.sleep = clock.sleep
+    monkeypatch.setattr(budget, "time", SimpleNamespace(monotonic=clock.monotonic))
+    monkeypatch.setattr(budget, "anyio", fake_anyio)
+
     bucket = TokenBucket(4 * MiB)  # burst: one second's worth
-    started = time.monotonic()
     for _ in range(6):
         await bucket.take(1 * MiB)
     # 4 MiB of burst, then 2 MiB at 4 MiB/s
-    assert 0.4 <= time.monotonic() - started < 2.0
+    assert clock.sleeps == [0.25, 0.25] and clock.now == 0.5
+    assert bucket.taken == 6 * MiB
     limiter = FairPartLimiter(2, bandwidth=8 * MiB)
-    started = time.monotonic()
+    started = clock.now
     for _ in range(3):
         async with limiter.slot("a", 4 * MiB):
             pass
-    assert 0.4 <= time.monotonic() - started < 2.0
+    assert clock.now - started == 0.5  # 8 MiB of burst, then 4 MiB at 8 MiB/s
 
 
 def test_parsing_and_budget_validation() -> None:

@@ -23,6 +23,16 @@ from aioims import (
 from aioims.config import ENV_VARIABLES, normalize_endpoint, settings_from_env
 from aioims.pagination import Clause, filter_value
 
+
+@pytest.fixture(autouse=True)
+def _no_profile_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """The user's own ~/.config/aioims/config.toml must not leak into these tests."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.delenv("IMS_CONFIG_FILE", raising=False)
+    monkeypatch.delenv("IMS_PROFILE", raising=False)
+
+
 # --- RetryPolicy --------------------------------------------------------------------
 
 
@@ -107,14 +117,25 @@ def test_policy_is_frozen() -> None:
 
 def test_filter_builders() -> None:
     chained = Filter().name_contains("x").image_id_equals("img-kvvfk28fcjc0mt")
-    combined = F.lk("name", "x") | F.eq("imageId", "img-kvvfk28fcjc0mt")
+    combined = F.lk("name", "x") & F.eq("imageId", "img-kvvfk28fcjc0mt")
     assert str(chained) == str(combined) == "name:lk:x|imageId:eq:img-kvvfk28fcjc0mt"
     assert chained == combined
     assert str(Filter().contains("osType", "lin").equals("status", "active")) == (
         "osType:lk:lin|status:eq:active"
     )
-    assert str(F.name_equals("a") | "imageId:lk:img-") == "name:eq:a|imageId:lk:img-"
+    assert str(F.name_equals("a") & "imageId:lk:img-") == "name:eq:a|imageId:lk:img-"
+    assert str("imageId:lk:img-" & F.name_equals("a")) == "imageId:lk:img-|name:eq:a"
     assert str(F.image_id_contains("kv")) == "imageId:lk:kv"
+
+
+def test_filter_or_is_a_deprecated_and() -> None:
+    with pytest.warns(DeprecationWarning, match="means AND"):
+        old = F.lk("name", "x") | F.eq("imageId", "1")
+    with pytest.warns(DeprecationWarning):
+        old_str = F.lk("name", "x") | "imageId:eq:1"
+    assert old == old_str == F.lk("name", "x") & F.eq("imageId", "1")
+    with pytest.raises(TypeError):
+        F.lk("name", "x") & 3  # type: ignore[operator]
 
 
 def test_filter_is_immutable() -> None:
@@ -256,7 +277,7 @@ def test_settings_from_env_full() -> None:
             "IMS_REGION": "region0",
             "IMS_TOKEN": "tok",
             "IMS_CA_BUNDLE": "/etc/ims/ca.pem",
-            "IMS_VERIFY_SSL": "yes",
+            "IMS_INSECURE": "no",
             "IMS_TIMEOUT": "12.5",
             "IMS_MAX_ATTEMPTS": "6",
             "IMS_RETRY_DEADLINE": "90",
@@ -290,9 +311,11 @@ def test_settings_from_env_minimal_and_empty_values() -> None:
         ({"IMS_REGION": "r"}, "IMS_ENDPOINT"),
         ({"IMS_ENDPOINT": "h", "IMS_REGION": "r", "IMS_TIMEOUT": "soon"}, "IMS_TIMEOUT"),
         ({"IMS_ENDPOINT": "h", "IMS_REGION": "r", "IMS_TIMEOUT": "-1"}, "IMS_TIMEOUT"),
-        ({"IMS_ENDPOINT": "h", "IMS_REGION": "r", "IMS_VERIFY_SSL": "maybe"}, "IMS_VERIFY_SSL"),
+        ({"IMS_ENDPOINT": "h", "IMS_REGION": "r", "IMS_INSECURE": "maybe"}, "IMS_INSECURE"),
         ({"IMS_ENDPOINT": "h", "IMS_REGION": "r", "IMS_MAX_ATTEMPTS": "2.5"}, "IMS_MAX_ATTEMPTS"),
-        ({"IMS_ENDPOINT": "h", "IMS_REGION": "r", "IMS_MAX_ATTEMPTS": "0"}, "max_attempts"),
+        ({"IMS_ENDPOINT": "h", "IMS_REGION": "r", "IMS_MAX_ATTEMPTS": "0"}, "IMS_MAX_ATTEMPTS"),
+        ({"IMS_ENDPOINT": "h", "IMS_REGION": "r", "IMS_RETRY_DEADLINE": "0"},
+         "IMS_RETRY_DEADLINE"),
     ],
 )
 def test_settings_from_env_errors(env: dict[str, str], field: str) -> None:
@@ -301,17 +324,41 @@ def test_settings_from_env_errors(env: dict[str, str], field: str) -> None:
     assert info.value.field == field
 
 
+@pytest.mark.parametrize("raw", ["1", "true", "Yes", "ON"])
+def test_insecure_turns_verification_off(raw: str) -> None:
+    env = {"IMS_ENDPOINT": "h", "IMS_REGION": "r", "IMS_INSECURE": raw,
+           "IMS_CA_BUNDLE": "/ca.pem"}  # fmt: skip
+    settings, _ = settings_from_env(env)
+    assert settings.verify_ssl is False and settings.ca_bundle is None
+
+
 @pytest.mark.parametrize("raw", ["0", "false", "No", "OFF"])
-def test_verify_ssl_off(raw: str) -> None:
-    settings, _ = settings_from_env({"IMS_ENDPOINT": "h", "IMS_REGION": "r", "IMS_VERIFY_SSL": raw})
+def test_deprecated_verify_ssl_still_works(raw: str) -> None:
+    with pytest.warns(DeprecationWarning, match="IMS_VERIFY_SSL is deprecated"):
+        settings, _ = settings_from_env(
+            {"IMS_ENDPOINT": "h", "IMS_REGION": "r", "IMS_VERIFY_SSL": raw}
+        )
     assert settings.verify_ssl is False
+
+
+def test_deprecated_verify_ssl_loses_to_the_new_name() -> None:
+    env = {"IMS_ENDPOINT": "h", "IMS_REGION": "r", "IMS_VERIFY_SSL": "false",
+           "IMS_INSECURE": "false"}  # fmt: skip
+    with pytest.warns(DeprecationWarning):
+        settings, _ = settings_from_env(env)
+    assert settings.verify_ssl is True
+    with pytest.warns(DeprecationWarning), pytest.raises(ValidationError) as info:
+        settings_from_env({"IMS_ENDPOINT": "h", "IMS_REGION": "r", "IMS_VERIFY_SSL": "maybe"})
+    assert info.value.field == "IMS_VERIFY_SSL"
 
 
 def test_env_variables_are_documented() -> None:
     assert {
         "IMS_ENDPOINT", "IMS_REGION", "IMS_TOKEN", "IMS_CA_BUNDLE", "IMS_VERIFY_SSL",
-        "IMS_TIMEOUT", "IMS_MAX_ATTEMPTS",
+        "IMS_TIMEOUT", "IMS_MAX_ATTEMPTS", "IMS_INSECURE", "IMS_TENANT_ID",
+        "IMS_DEPARTMENT_ID", "IMS_RESOURCE_GROUP_ID", "IMS_PROFILE", "IMS_CONFIG_FILE",
     } <= set(ENV_VARIABLES)  # fmt: skip
+    assert "deprecated" in ENV_VARIABLES["IMS_VERIFY_SSL"]
 
 
 def test_from_env_reads_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
