@@ -119,7 +119,7 @@ def _acquire_radosgw() -> _RgwHandle:
             if why is not None:
                 pytest.skip(SKIP_PREFIX + why)
             run = subprocess.run(
-                [str(RGW_SCRIPTS / "start.sh")],
+                ["bash", str(RGW_SCRIPTS / "start.sh")],
                 env={**os.environ, "RGW_BASE": str(base)},
                 capture_output=True,
                 text=True,
@@ -147,7 +147,7 @@ def _release_radosgw(handle: _RgwHandle) -> None:
             return  # still in use: leave it running
         base = _rgw_base()
         subprocess.run(
-            [str(RGW_SCRIPTS / "stop.sh")],
+            ["bash", str(RGW_SCRIPTS / "stop.sh")],
             env={**os.environ, "RGW_BASE": str(base)},
             capture_output=True,
             timeout=120,
