@@ -149,7 +149,8 @@ async def endpoint_honours_crc32c(client: Any, bucket: str, key: str) -> bool:
     limited to it).  Any other answer (access denied, a network error...)
     counts as "not honoured" and is not cached, so a later transfer asks again.
     """
-    url = str(client.meta.endpoint_url)
+    meta = getattr(client, "meta", None)
+    url = str(getattr(meta, "endpoint_url", "") or f"client-{id(client)}")
     known = _honours.get(url)
     if known is not None:
         return known

@@ -119,7 +119,7 @@ class TransferConfig:
     #: honours it and a native CRC32C — the ``aioims[crc32c]`` extra — is
     #: installed; else Content-MD5) or ``None`` (none).  ``content_md5=False``
     #: turns per-part checksums off whatever this says.
-    part_checksum: str | None = "auto"
+    part_checksum: str | None = "md5"
     #: How part bodies reach the socket: ``"aiohttp"`` (aiobotocore's own
     #: session, bytes written by the event loop) or ``"thread"`` (a shared
     #: pool of worker threads with keep-alive sockets, plugged into

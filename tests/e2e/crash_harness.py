@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -82,12 +83,13 @@ class Victim:
         thread = threading.Thread(target=self._run, name=f"victim-{self.point}", daemon=True)
         thread.start()
 
-        def wait() -> None:
+        def wait() -> None:  # bounded by itself: a worker thread cannot be cancelled
+            deadline = time.monotonic() + timeout
             while not (self.reached.wait(0.05) or self.finished.is_set()):
-                pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{self.point!r} not reached within {timeout} s")
 
-        with anyio.fail_after(timeout):
-            await anyio.to_thread.run_sync(wait)
+        await anyio.to_thread.run_sync(wait)
         if not self.reached.is_set():
             raise AssertionError(
                 f"the upload ended without reaching {self.point!r}: {self.error!r}"

@@ -14,7 +14,7 @@ SLOW_TESTS = (
     # big data / whole harnesses
     "tests/e2e/test_transfer_memory.py::*",
     "tests/test_benchmarks_smoke.py::*",
-    "tests/e2e/test_uploader.py::test_one_gib_upload_end_to_end",
+    "tests/e2e/test_uploader.py::test_multi_part_upload_end_to_end",
     "tests/e2e/test_migrate.py::test_24_images_mixed_sources_within_the_budget",
     # real servers, whole documents, crash-and-rerun of every point
     "tests/compat/*",
