@@ -19,6 +19,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import anyio
+import anyio.lowlevel
 import attrs
 import click
 
@@ -242,28 +243,31 @@ def run(
 
 
 async def _terminable(main: Callable[[], Awaitable[T]], watch: bool) -> T:
-    """Run *main*; SIGTERM cancels it exactly like Ctrl-C does (its cleanup
-    runs: aborts, failed notifications), whatever SIGINT's disposition — it
-    is ignored under ``cmd &`` and nohup — and then ends the run as
-    interrupted (exit 130)."""
+    """Run *main*; Ctrl-C (SIGINT) and SIGTERM cancel it through an anyio
+    cancel scope — its cleanup runs (aborts, failed notifications), and a
+    signal landing during a shielded step (a journal write, an abort) takes
+    effect right after it instead of being lost — whatever SIGINT's
+    disposition was (ignored under ``cmd &`` and nohup), then end the run as
+    interrupted (exit 130).  A second Ctrl-C while cleaning up stops at once."""
     if not watch:
         return await main()
-    terminated = False
+    interrupted = False
     result: T | None = None
     async with anyio.create_task_group() as tg:
 
-        async def on_sigterm() -> None:
-            nonlocal terminated
-            with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+        async def on_signal() -> None:
+            nonlocal interrupted
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for _ in signals:
-                    terminated = True
+                    interrupted = True
                     tg.cancel_scope.cancel()
                     return
 
-        tg.start_soon(on_sigterm)
+        tg.start_soon(on_signal)
+        await anyio.lowlevel.checkpoint()  # the handlers are installed before main starts
         result = await main()
         tg.cancel_scope.cancel()
-    if terminated:
+    if interrupted:
         raise KeyboardInterrupt
     return result  # type: ignore[return-value]
 

@@ -108,7 +108,11 @@ def test_demo_keep_running(tmp_path: Path) -> None:
     bg = Background(["demo", "--size", "2M", "--keep-running"], cli_env(tmp_path, None, None))
     try:
         bg.wait_for("press Ctrl-C to stop", timeout=180)
-        assert any("aioims demo summary" in line for line in bg.out)
+        # stdout and stderr are read by two threads: wait for the summary too
+        deadline = time.monotonic() + 60
+        while not any("aioims demo summary" in line for line in bg.out):
+            assert time.monotonic() < deadline, "".join(bg.out)
+            time.sleep(0.05)
         url = next(line for line in bg.err if "listening on" in line).split(" on ", 1)[1].strip()
         res = subprocess.run([*CLI, "images", "list", "--json"], text=True,
                              capture_output=True, timeout=60,

@@ -6,14 +6,13 @@ import re
 import shlex
 import signal
 import subprocess
-import threading
-import time
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_helpers import CLI, Runner, cli_env, make_file, md5
+from cli_helpers import Runner, cli_env, make_file, md5
 
 from aioims.testing import EmulatorProcess
 
@@ -53,38 +52,20 @@ def _multipart_uploads(emu: EmulatorProcess, key: str) -> list[dict[str, Any]]:
     return found
 
 
+#: Sends the CLI a signal from inside, exactly when a hook point is reached.
+HARNESS = str(Path(__file__).resolve().parents[1] / "e2e" / "crash_harness.py")
+
+
 def _interrupt_after_first_part(args: list[str], env: dict[str, str],
                                 sig: int = signal.SIGINT) -> tuple[int, str, str]:
-    proc = subprocess.Popen([*CLI, "--progress", "plain", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    lines: list[str] = []
-    assert proc.stderr is not None and proc.stdout is not None
-
-    def drain() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            lines.append(line)
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    deadline = time.monotonic() + 120
-    while not any("part 1 done" in line for line in lines):
-        assert proc.poll() is None, "".join(lines)
-        assert time.monotonic() < deadline, "".join(lines)
-        time.sleep(0.05)
-    time.sleep(0.3)  # part 2 is now in flight (held by the S3 front)
-    proc.send_signal(sig)
-    try:
-        rc = proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    reader.join(10)
-    stdout = proc.stdout.read()
-    proc.stdout.close()
-    proc.stderr.close()
-    return rc, stdout, "".join(lines)
+    """Run ``aioims upload`` and signal it right when part 1 is stored (a
+    hook, not a timer: deterministic under any load); later parts are held
+    by the S3 front, so the upload is mid-transfer."""
+    name = signal.Signals(sig).name.removeprefix("SIG")
+    proc = subprocess.run([sys.executable, HARNESS, f"part:after#1@{name}", "--",
+                           "--progress", "plain", *args], env=env, text=True,
+                          capture_output=True, timeout=180)  # fmt: skip
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 def _rerun(hint_stderr: str) -> list[str]:

@@ -324,6 +324,6 @@ def run_emulator_command(env: dict[str, str]) -> str:
                 break
     finally:
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=240)  # generous: a loaded 2-core machine
     assert any(line.startswith("IMS emulator ready at ") for line in lines), err[-2000:]
     return "".join(lines) + out + err
