@@ -1,7 +1,7 @@
 """Every documented error the emulator can give, reached by the input that
 causes it (table-driven), plus identity, pagination, filter and orderBy."""
 
-# ruff: noqa: F811, E501 - the error table is one case a line; pytest fixtures imported from aioims.testing are parameters here
+# ruff: noqa: E501 - the error table is one case a line; pytest fixtures imported from aioims.testing are parameters here
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Fault injection: the IMS-side admin API and the S3 front's faults through
 ``/_emulator/s3-faults``."""
 
-# ruff: noqa: F811 - pytest fixtures imported from aioims.testing are parameters here
+
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 through the S3 front), verification, download with ranges, sharing, copy,
 import, export, delete."""
 
-# ruff: noqa: F811 - pytest fixtures imported from aioims.testing are parameters here
+
 
 from __future__ import annotations
 

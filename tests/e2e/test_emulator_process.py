@@ -1,7 +1,7 @@
 """``python -m aioims.emulator`` as a subprocess (flags, users file, faults
 file, signals) and the ``aioims.testing`` fixtures with the SDK session."""
 
-# ruff: noqa: F811 - pytest fixtures imported from aioims.testing are parameters here
+
 
 from __future__ import annotations
 
