@@ -22,16 +22,16 @@ def group_of(parts: tuple[str, ...]) -> str:
     return parts[0] if parts and parts[0] in GROUPS else "core"
 
 
-def module_parts(path: Path) -> tuple[str, ...]:
-    rel = path.relative_to(ROOT).with_suffix("")
+def module_parts(path: Path, root: Path = ROOT) -> tuple[str, ...]:
+    rel = path.relative_to(root).with_suffix("")
     parts = rel.parts
     return parts[:-1] if parts[-1] == "__init__" else parts
 
 
-def violations() -> list[str]:
+def violations(root: Path = ROOT) -> list[str]:
     found = []
-    for path in sorted(ROOT.rglob("*.py")):
-        here = module_parts(path)
+    for path in sorted(root.rglob("*.py")):
+        here = module_parts(path, root)
         package = here if path.name == "__init__.py" else here[:-1]
         tree = ast.parse(path.read_text(), str(path))
         for node in ast.walk(tree):
@@ -60,7 +60,7 @@ def violations() -> list[str]:
                         private_module = [mod[0]]
                 private_names = [n for n in names if n.startswith("_") and n != "__version__"]
                 if private_module or private_names:
-                    where = f"{path.relative_to(ROOT.parent)}:{node.lineno}"
+                    where = f"{path.relative_to(root.parent)}:{node.lineno}"
                     found.append(f"{where} imports {'.'.join(mod) or 'aioims'} "
                                  f"{private_module or ''}{private_names or ''}")  # fmt: skip
     return found
@@ -71,12 +71,14 @@ def test_packages_use_each_others_public_names_only() -> None:
 
 
 def test_the_contract_catches_a_private_import(tmp_path: Path) -> None:
-    """The checker itself can fail: a private import in a copy is reported."""
-    probe = ROOT / "migrate" / "_contract_probe.py"
+    """The checker itself can fail: private imports in a scratch package
+    (never in the source tree: concurrent runs lint it) are reported."""
+    root = tmp_path / "aioims"
+    (root / "migrate").mkdir(parents=True)
+    probe = root / "migrate" / "_contract_probe.py"
     probe.write_text("from ..transfer._engine import Engine\nfrom ..transfer import _x\n")
-    try:
-        found = violations()
-    finally:
-        probe.unlink()
+    (root / "migrate" / "fine.py").write_text("from ..transfer import upload_file\n")
+    found = violations(root)
     assert any("_contract_probe.py:1" in v for v in found)
     assert any("_contract_probe.py:2" in v for v in found)
+    assert not any("fine.py" in v for v in found)
