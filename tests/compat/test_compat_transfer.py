@@ -126,9 +126,8 @@ async def test_upload_stream_and_fileobj(s3_server: S3Server, bucket: str) -> No
     check_stored(s3_server, bucket, target.file, data, result)
 
 
+@pytest.mark.parametrize("rgw_server", ["rgw-https"], indirect=True)  # a certificate to check
 async def test_https_without_the_ca_is_refused(rgw_server: S3Server, tmp_path: Path) -> None:
-    if rgw_server.ca_bundle is None:
-        pytest.skip("http endpoint: no certificate to check")
     write(tmp_path / "f", 10)
     target = rgw_server.target(rgw_server.new_bucket())
     config = rgw_server.config(ca_bundle=None)
@@ -137,14 +136,13 @@ async def test_https_without_the_ca_is_refused(rgw_server: S3Server, tmp_path: P
     assert info.value.code == "SSLError" and info.value.attempts == 1
 
 
+@pytest.mark.parametrize("rgw_server", ["rgw-https"], indirect=True)  # trailers: HTTPS only
 async def test_https_with_botocore_default_checksums_is_refused(
     rgw_server: S3Server, tmp_path: Path
 ) -> None:
     """Pins the quirk behind aioims' "when_required" default: over HTTPS,
     botocore's "when_supported" sends aws-chunked bodies with a checksum
     trailer, which radosgw 16.2 refuses (411 MissingContentLength)."""
-    if rgw_server.ca_bundle is None:
-        pytest.skip("http endpoint: botocore does not use aws-chunked trailers there")
     write(tmp_path / "f", 1000)
     target = rgw_server.target(rgw_server.new_bucket())
     config = rgw_server.config(request_checksum_calculation="when_supported")
@@ -300,13 +298,12 @@ async def test_complete_of_an_aborted_upload_is_not_retried_as_transient(
     assert s3_server.uploads(bucket) == []
 
 
+@pytest.mark.parametrize("s3_server", ["moto", "rgw-http"], indirect=True)  # server-independent
 async def test_checkpoint_temp_files_of_a_killed_writer_are_cleaned(
     s3_server: S3Server, bucket: str, tmp_path: Path
 ) -> None:
     """Issue #11 (6): a SIGKILL during a checkpoint write leaves a temp file
     next to the checkpoint; the next run with that checkpoint removes it."""
-    if s3_server.name == "rgw-https":
-        pytest.skip("server-independent: checked on moto and rgw-http")
     data = write(tmp_path / "disk.img", 5 * MiB + 1)
     checkpoint = tmp_path / "disk.img.upload.json"
     dead_pid = 4_194_304 + 4242  # above Linux's pid_max: never a live process
