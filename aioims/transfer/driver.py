@@ -42,8 +42,10 @@ The abort rule in detail:
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -135,11 +137,21 @@ class _Progress:
             return
         self.inflight[number] = 0
         step = _PROGRESS_STEP
+        loop = asyncio.get_running_loop()
+        loop_thread = threading.get_ident()
 
-        def on_read(position: int) -> None:
-            if position - self.inflight.get(number, 0) >= step:
+        def update(position: int) -> None:
+            if number in self.inflight and position - self.inflight[number] >= step:
                 self.inflight[number] = position
                 self.emit()
+
+        def on_read(position: int) -> None:
+            # Called by whoever sends the body: the loop (aiohttp reading
+            # it), a sender thread, or another loop's thread.
+            if threading.get_ident() == loop_thread:
+                update(position)
+            else:
+                loop.call_soon_threadsafe(update, position)
 
         body.on_read = on_read
 

@@ -39,7 +39,8 @@ class PartBuffer(io.BytesIO):
     """A part buffer that reports how far it has been read: the HTTP client
     reads the body in chunks as it writes them to the socket, so
     ``on_read(position)`` gives progress at byte granularity (not per
-    finished part).  ``on_read`` is None when nobody listens."""
+    finished part).  ``on_read`` is None when nobody listens; it may be
+    called from any thread (a sender thread calls it after each slice)."""
 
     on_read: Callable[[int], None] | None = None
 

@@ -42,8 +42,8 @@ Behaviour of the threaded path:
   the socket down), waits (shielded) for the thread to finish, then raises
   ``CancelledError`` — so a part buffer is never reused while it is sent.
 * Progress: a body with an ``on_read(position)`` callback (aioims' part
-  buffers) has it called on the event loop after every slice sent, as
-  aiohttp's chunked reads would.
+  buffers, whose callback may be called from any thread and hops to its
+  own loop) has it called by the worker thread after every slice sent.
 * The worker threads are started once per process, off the event loop
   (:func:`start_sender_pool`, or lazily by the first session through the
   loop's default executor), and grow to the largest ``max_pool_connections``
@@ -219,9 +219,10 @@ class _Job:
         self.body = body
         self.length = len(body)
         self.read_timeout = read_timeout
-        #: ``(loop, on_read, start)``: progress of a body with an ``on_read(position)``
-        #: callback (aioims' part buffers), reported on the loop after each slice.
-        self.progress: tuple[asyncio.AbstractEventLoop, Callable[[int], None], int] | None = None
+        #: ``(on_read, start)``: progress of a body with an ``on_read(position)``
+        #: callback (aioims' part buffers; callable from any thread), called
+        #: by the worker thread after each slice.
+        self.progress: tuple[Callable[[int], None], int] | None = None
         self.aborted = False
         self.sock: socket.socket | None = None
         self.lock = threading.Lock()
@@ -382,8 +383,8 @@ def _send_body(conn: _Conn, job: _Job) -> bool:
         conn.sock.sendall(body[offset:end])
         offset = end
         if job.progress is not None:
-            loop, on_read, start = job.progress
-            loop.call_soon_threadsafe(on_read, start + offset)
+            on_read, start = job.progress
+            on_read(start + offset)
         if offset < total and _early_answer(conn):
             return False
     return True
@@ -519,7 +520,7 @@ class ThreadedSession(AIOHTTPSession):  # type: ignore[misc]
         body = request.body
         on_read = getattr(body, "on_read", None)
         if callable(on_read) and isinstance(body, io.BytesIO):
-            job.progress = (asyncio.get_running_loop(), on_read, body.tell())
+            job.progress = (on_read, body.tell())
         future = asyncio.wrap_future(_POOL.submit(lambda: self._run(job, request.url)))
         try:
             answer: _Answer = await asyncio.shield(future)
