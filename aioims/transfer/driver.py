@@ -48,7 +48,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Union, cast
 
 import anyio
 from anyio.abc import TaskGroup
@@ -72,9 +72,10 @@ from .events import (
     TransferStarted,
 )
 from .hashing import OrderedHasher, PartBuffer, PartSlots, checksum_part, new_md5
+from .region import FileRegion
 from .results import CompletedPart, TransferResult
-from .s3 import RefreshCallable, S3Clients
-from .sources import PartSource
+from .s3 import RefreshCallable, S3Clients, endpoint_url
+from .sources import FileSource, PartSource
 
 logger = logging.getLogger("aioims.transfer")
 
@@ -82,6 +83,40 @@ logger = logging.getLogger("aioims.transfer")
 _LIST_DENIED = frozenset({"AccessDenied", "NotImplemented", "MethodNotAllowed"})
 #: Emit a byte-level progress event at most every this many bytes per part.
 _PROGRESS_STEP = 1 << 20
+
+#: A part's request body: a part buffer, or a region of the source file.
+Body = Union[io.BytesIO, FileRegion]  # noqa: UP007 - runtime alias
+
+
+def sends_file_region(
+    config: TransferConfig,
+    endpoint: str,
+    checksum: str | None,
+    whole_md5: bool,
+    source: PartSource,
+) -> bool:
+    """Are parts sent as :class:`~aioims.transfer.region.FileRegion` bodies
+    (``sendfile`` from the file, no part buffer) instead of being read?
+
+    Exactly when no byte of a part has to pass through Python:
+
+    * the threaded sender sends the parts (``sender="thread"``; aiohttp
+      would read the bytes on the event loop);
+    * the endpoint is plain ``http://`` (TLS encrypts in user space);
+    * no per-part checksum (``checksum`` is None: no Content-MD5, no CRC32C);
+    * no whole-file MD5 (``whole_md5`` False: no hasher reads the parts);
+    * no SigV4 payload signing (botocore would SHA-256 the body);
+    * the source is a regular file (a :class:`FileSource`).
+    """
+    return (
+        config.sender == "thread"
+        and endpoint.lower().startswith("http://")
+        and checksum is None
+        and not whole_md5
+        and not config.sign_payload
+        and isinstance(source, FileSource)
+        and source.regular
+    )
 
 
 def check_target(target: UploadTarget) -> None:
@@ -132,8 +167,8 @@ class _Progress:
         self.inflight: dict[int, int] = {}
         self._last = -1
 
-    def attach(self, number: int, body: io.BytesIO) -> None:
-        if not isinstance(body, PartBuffer) or not self.emitter.active:
+    def attach(self, number: int, body: Body) -> None:
+        if not isinstance(body, (PartBuffer, FileRegion)) or not self.emitter.active:
             return
         self.inflight[number] = 0
         step = _PROGRESS_STEP
@@ -155,8 +190,8 @@ class _Progress:
 
         body.on_read = on_read
 
-    def detach(self, body: io.BytesIO) -> None:
-        if isinstance(body, PartBuffer):
+    def detach(self, body: Body) -> None:
+        if isinstance(body, (PartBuffer, FileRegion)):
             body.on_read = None
 
     def part_done(self, number: int, size: int) -> None:
@@ -209,6 +244,7 @@ class Driver:
         self._aborted = False
         self._checksum_resolved = False
         self._checksum: str | None = None
+        self._regions: bool | None = None
 
     @property
     def engine(self) -> Engine:
@@ -293,7 +329,10 @@ class Driver:
         try:
             whole = new_md5() if self.md5 else None
             kind = await self._checksum_kind()
-            if source.random_access:
+            data: Body
+            if await self._sends_regions():
+                data = source.region(0, size)
+            elif source.random_access:
                 data, _ = await source.read_part(0, size, None, None)
             else:
                 await source.start_at(0)
@@ -304,9 +343,11 @@ class Driver:
                     raise SourceChangedError(
                         f"the stream yielded more than the {size} bytes announced"
                     )
-            checksum = await anyio.to_thread.run_sync(checksum_part, data, kind, whole)
+            checksum: dict[str, str] = {}
+            if isinstance(data, io.BytesIO):
+                checksum = await anyio.to_thread.run_sync(checksum_part, data, kind, whole)
             self._emit_started()
-            part = await self.engine.put_object(data, size, checksum)
+            part = await self.engine.put_object(cast(io.BytesIO, data), size, checksum)
             self.emitter.emit(BytesSent(size, size))
             del data
         finally:
@@ -327,6 +368,18 @@ class Driver:
                 )
             self._checksum, self._checksum_resolved = kind, True
         return self._checksum
+
+    async def _sends_regions(self) -> bool:
+        """Parts go as file regions (:func:`sends_file_region`)."""
+        if self._regions is None:
+            self._regions = sends_file_region(
+                self.config,
+                endpoint_url(self.target.domain),
+                await self._checksum_kind(),
+                self.md5,
+                self.source,
+            )
+        return self._regions
 
     # -- multipart ---------------------------------------------------------------
 
@@ -547,6 +600,10 @@ class Driver:
     ) -> None:
         plan = self.plan
         offset, length = plan.part_offset(number), plan.part_length(number)
+        if await self._sends_regions():  # no part buffer: nothing reads its bytes
+            region = self.source.region(offset, length)
+            await self._upload(number, region, length, {}, slots, progress)
+            return
         data, checksum = await self.source.read_part(
             offset, length, await self._checksum_kind(), slots.recycled(length)
         )
@@ -592,7 +649,7 @@ class Driver:
     async def _upload(
         self,
         number: int,
-        data: io.BytesIO,
+        data: Body,
         length: int,
         checksum: dict[str, str],
         slots: PartSlots,
@@ -600,7 +657,7 @@ class Driver:
     ) -> None:
         progress.attach(number, data)
         try:
-            part = await self.engine.upload_part(number, data, length, checksum)
+            part = await self.engine.upload_part(number, cast(io.BytesIO, data), length, checksum)
         finally:
             progress.detach(data)
         del data

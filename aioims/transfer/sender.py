@@ -15,6 +15,15 @@ only how the bytes of a *large* request body reach the socket:
   ``Transfer-Encoding`` (UploadPart, PutObject), is sent by a thread of a
   process-wide pool over a keep-alive blocking socket:
   ``sendall(memoryview)`` in 1 MiB slices (``SSL_write`` releases the GIL);
+* a ``PUT`` whose body is a :class:`~aioims.transfer.region.FileRegion` (a
+  part the driver did not read: plain HTTP, no checksum needs its bytes),
+  whatever its size, to an ``http://`` URL no proxy applies to, is sent by a
+  worker thread with ``os.sendfile`` from the file to the socket, in
+  :data:`SEND_SLICE` slices (the kernel copies the page cache; no byte
+  passes through Python).  On any other path (``https://``, a proxy, a
+  platform without ``sendfile``) the region is first read into a part
+  buffer in a worker thread — never on the event loop — and that buffer is
+  sent as above (or by aiohttp, through the proxy);
 * everything else — and every request when a proxy applies to the URL — goes
   through aiobotocore's own aiohttp session, unchanged.
 
@@ -42,8 +51,13 @@ Behaviour of the threaded path:
   the socket down), waits (shielded) for the thread to finish, then raises
   ``CancelledError`` — so a part buffer is never reused while it is sent.
 * Progress: a body with an ``on_read(position)`` callback (aioims' part
-  buffers, whose callback may be called from any thread and hops to its
-  own loop) has it called by the worker thread after every slice sent.
+  buffers and file regions, whose callback may be called from any thread
+  and hops to its own loop) has it called by the worker thread after every
+  slice sent.
+* A file region whose file became shorter than the region (``sendfile``
+  reaches the end of the file early) fails with
+  :class:`~aioims.transfer.errors.SourceChangedError` (not retried); the
+  connection, which carried part of a body, is closed.
 * The worker threads are started once per process, off the event loop
   (:func:`start_sender_pool`, or lazily by the first session through the
   loop's default executor), and grow to the largest ``max_pool_connections``
@@ -58,6 +72,7 @@ import contextlib
 import errno
 import io
 import logging
+import os
 import queue
 import select
 import socket
@@ -77,6 +92,9 @@ from botocore.exceptions import (
     SSLError,
 )
 
+from .errors import SourceChangedError
+from .region import FileRegion
+
 logger = logging.getLogger("aioims.transfer")
 
 #: Bodies at least this large go through the worker threads.
@@ -88,6 +106,8 @@ MAX_THREADS = 64
 _MAX_HEADER_BYTES = 64 * 1024
 _RECV = 64 * 1024
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_HAVE_SENDFILE = hasattr(os, "sendfile")
+_HAVE_POLL = hasattr(select, "poll")
 
 
 # --------------------------------------------------------------------------
@@ -212,12 +232,24 @@ class _Conn:
 
 
 class _Job:
-    """One request for a worker thread; ``abort()`` may be called from the loop."""
+    """One request for a worker thread; ``abort()`` may be called from the loop.
 
-    def __init__(self, head: bytes, body: memoryview, read_timeout: float | None) -> None:
+    The body is ``body`` (a view of the caller's bytes) or, when ``body`` is
+    None, ``length`` bytes of the file ``file = (fd, offset)`` (sendfile)."""
+
+    def __init__(
+        self,
+        head: bytes,
+        body: memoryview | None,
+        read_timeout: float | None,
+        *,
+        file: tuple[int, int] | None = None,
+        length: int | None = None,
+    ) -> None:
         self.head = head
         self.body = body
-        self.length = len(body)
+        self.file = file
+        self.length = len(body) if body is not None else int(length or 0)
         self.read_timeout = read_timeout
         #: ``(on_read, start)``: progress of a body with an ``on_read(position)``
         #: callback (aioims' part buffers; callable from any thread), called
@@ -374,6 +406,8 @@ def _early_answer(conn: _Conn) -> bool:
 def _send_body(conn: _Conn, job: _Job) -> bool:
     """Send the body; False if an answer arrived before it was all sent."""
     body = job.body
+    if body is None:
+        return _send_file(conn, job)
     total = len(body)
     offset = 0
     while offset < total:
@@ -385,6 +419,57 @@ def _send_body(conn: _Conn, job: _Job) -> bool:
         if job.progress is not None:
             on_read, start = job.progress
             on_read(start + offset)
+        if offset < total and _early_answer(conn):
+            return False
+    return True
+
+
+def _wait_writable(sock: socket.socket, timeout: float | None) -> None:
+    """Block until ``sock`` may take more bytes (or has an error/hang-up,
+    which the next send reports); TimeoutError after ``timeout`` seconds."""
+    if _HAVE_POLL:
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLOUT)
+        ready = bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000))))
+    else:  # pragma: no cover - platforms without poll
+        _, writable, failed = select.select([], [sock], [sock], timeout)
+        ready = bool(writable or failed)
+    if not ready:
+        raise TimeoutError("timed out")
+
+
+def _send_file(conn: _Conn, job: _Job) -> bool:
+    """Send ``job.length`` bytes of ``job.file`` with ``os.sendfile`` in
+    :data:`SEND_SLICE` slices; False if an answer arrived before the end.
+
+    A socket with a timeout is non-blocking underneath: a full send buffer
+    (``EAGAIN``) is waited for, at most the job's ``read_timeout``.  The end
+    of the file before the region's end raises :class:`SourceChangedError`."""
+    assert job.file is not None
+    fd, start = job.file
+    sock = conn.sock
+    out = sock.fileno()
+    timeout = job.read_timeout
+    total = job.length
+    offset = 0
+    while offset < total:
+        if job.aborted:
+            raise _Aborted()
+        end = min(offset + SEND_SLICE, total)
+        while offset < end:
+            try:
+                sent = os.sendfile(out, fd, start + offset, end - offset)
+            except (BlockingIOError, InterruptedError):
+                _wait_writable(sock, timeout)
+                continue
+            if sent == 0:
+                raise SourceChangedError(
+                    f"short read at offset {start + offset}: the file shrank during the upload"
+                )
+            offset += sent
+        if job.progress is not None:
+            on_read, first = job.progress
+            on_read(first + offset)
         if offset < total and _early_answer(conn):
             return False
     return True
@@ -413,6 +498,23 @@ class _BufferedRaw:
 
     def close(self) -> None:
         pass
+
+
+async def _settle(future: asyncio.Future[Any], on_cancel: Callable[[], None] | None = None) -> Any:
+    """The result of a worker thread's ``future``.  On cancellation:
+    ``on_cancel()``, then wait (shielded) until the thread is done — it may
+    still use the caller's buffer or file — and raise ``CancelledError``."""
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        if on_cancel is not None:
+            on_cancel()
+        while not future.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait((future,))  # never raises the job's error
+        if not future.cancelled():
+            future.exception()  # retrieved: no "never retrieved" warning
+        raise
 
 
 def _host_header(url: str) -> str:
@@ -463,8 +565,10 @@ class ThreadedSession(AIOHTTPSession):  # type: ignore[misc]
         self._idle: dict[tuple[str, str, int], list[_Conn]] = {}
         self._tls: ssl.SSLContext | None = None
         self._open = True
-        #: Requests sent by the threads / by aiohttp (for tests and benchmarks).
+        #: Requests sent by the threads (of them, file regions sent with
+        #: sendfile) / by aiohttp (for tests and benchmarks).
         self.threaded_sends = 0
+        self.sendfile_sends = 0
         self.fallback_sends = 0
 
     async def __aenter__(self) -> ThreadedSession:
@@ -484,7 +588,9 @@ class ThreadedSession(AIOHTTPSession):  # type: ignore[misc]
 
     # -- which path -------------------------------------------------------
 
-    def _threadable(self, request: Any) -> memoryview | None:
+    def _put_length(self, request: Any) -> int | None:
+        """The ``Content-Length`` of a ``PUT`` the worker threads may send
+        (None: aiohttp's path)."""
         if request.method != "PUT" or request.stream_output:
             return None
         headers = request.headers
@@ -497,16 +603,33 @@ class ThreadedSession(AIOHTTPSession):  # type: ignore[misc]
             length = int(length_text)
         except ValueError:
             return None
-        if length < THREAD_MIN_BODY:
-            return None
         scheme = urlsplit(request.url).scheme
         if scheme not in _DEFAULT_PORTS:
             return None
         if self._proxy_config.proxy_url_for(request.url):
             return None  # proxies: aiohttp's CONNECT support
+        return length
+
+    def _threadable(self, request: Any) -> memoryview | None:
+        length = self._put_length(request)
+        if length is None or length < THREAD_MIN_BODY:
+            return None
         return _body_view(request.body, length)
 
+    def _sendfile_length(self, request: Any, region: FileRegion) -> int | None:
+        """The length of a file region to send with ``sendfile`` (plain HTTP,
+        no proxy, the region's bytes left = Content-Length), else None."""
+        if not _HAVE_SENDFILE or urlsplit(request.url).scheme != "http":
+            return None
+        length = self._put_length(request)
+        if length is None or length != len(region):
+            return None
+        return length
+
     async def send(self, request: Any) -> Any:
+        body = request.body
+        if isinstance(body, FileRegion):
+            return await self._send_region(request, body)
         view = self._threadable(request)
         if view is None:
             self.fallback_sends += 1
@@ -517,25 +640,47 @@ class ThreadedSession(AIOHTTPSession):  # type: ignore[misc]
         except BaseException:
             view.release()
             raise
-        body = request.body
         on_read = getattr(body, "on_read", None)
         if callable(on_read) and isinstance(body, io.BytesIO):
             job.progress = (on_read, body.tell())
-        future = asyncio.wrap_future(_POOL.submit(lambda: self._run(job, request.url)))
-        try:
-            answer: _Answer = await asyncio.shield(future)
-        except asyncio.CancelledError:
-            job.abort()
-            # The thread may still be writing the caller's buffer: never
-            # return before it is done with it.
-            while not future.done():
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait((future,))  # never raises the job's error
-            if not future.cancelled():
-                future.exception()  # retrieved: no "never retrieved" warning
-            raise
+        answer = await self._submit(job, request.url)
         if isinstance(body, io.BytesIO):
             body.seek(job.length, io.SEEK_CUR)  # consumed, as aiohttp leaves it
+        return await self._response(request, answer)
+
+    async def _send_region(self, request: Any, region: FileRegion) -> Any:
+        """A file region: ``sendfile`` by a worker thread on plain HTTP; on
+        any other path its bytes are read into a part buffer by a worker
+        thread (never on the loop) and that buffer is sent instead."""
+        length = self._sendfile_length(request, region)
+        if length is None:
+            loop = asyncio.get_running_loop()
+            buffer = await _settle(loop.run_in_executor(None, region.to_buffer))
+            request.body = buffer
+            try:
+                response = await self.send(request)
+            finally:
+                request.body = region
+            region.seek(buffer.tell(), io.SEEK_CUR)  # what was consumed of it
+            return response
+        self.threaded_sends += 1
+        self.sendfile_sends += 1
+        position = region.tell()
+        job = self._job(request, None, file=(region.fd, region.offset + position), length=length)
+        if region.on_read is not None:
+            job.progress = (region.on_read, position)
+        answer = await self._submit(job, request.url)
+        region.seek(length, io.SEEK_CUR)  # consumed, as aiohttp leaves a body
+        return await self._response(request, answer)
+
+    async def _submit(self, job: _Job, url: str) -> _Answer:
+        """Run ``job`` in a worker thread; on cancellation abort it and wait
+        for the thread to let go of the body before raising."""
+        future = asyncio.wrap_future(_POOL.submit(lambda: self._run(job, url)))
+        answer: _Answer = await _settle(future, job.abort)
+        return answer
+
+    async def _response(self, request: Any, answer: _Answer) -> Any:
         response = AioAWSResponse(
             request.url, answer.status, answer.headers, _BufferedRaw(request.url, answer.body)
         )
@@ -543,7 +688,14 @@ class ThreadedSession(AIOHTTPSession):  # type: ignore[misc]
             await response.content
         return response
 
-    def _job(self, request: Any, view: memoryview) -> _Job:
+    def _job(
+        self,
+        request: Any,
+        view: memoryview | None,
+        *,
+        file: tuple[int, int] | None = None,
+        length: int | None = None,
+    ) -> _Job:
         parts = urlsplit(request.url)
         target = parts.path or "/"
         if parts.query:
@@ -566,7 +718,7 @@ class ThreadedSession(AIOHTTPSession):  # type: ignore[misc]
         context = getattr(request, "context", None)
         if context and context.get("read_timeout") is not None:
             read_timeout = context["read_timeout"]
-        return _Job(head, view, read_timeout)
+        return _Job(head, view, read_timeout, file=file, length=length)
 
     # -- worker thread side -------------------------------------------------
 
@@ -574,7 +726,8 @@ class ThreadedSession(AIOHTTPSession):  # type: ignore[misc]
         try:
             return self._exchange(job, url)
         finally:
-            job.body.release()
+            if job.body is not None:
+                job.body.release()
 
     def _exchange(self, job: _Job, url: str) -> _Answer:
         parts = urlsplit(url)

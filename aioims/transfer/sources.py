@@ -5,7 +5,9 @@ managers feeding its one submission task.
 * :class:`FileSource` — a regular file, read by ``pread`` in worker threads:
   any part, in any order (random access); resumable (its identity is the
   path, size and mtime); parts already on S3 are re-read for the whole-file
-  MD5 only.
+  MD5 only.  Where no byte of a part needs to pass through Python, the
+  driver sends a :class:`~aioims.transfer.region.FileRegion` of it instead
+  (:meth:`FileSource.region`; ``sendfile`` on plain HTTP).
 * :class:`StreamSource` — a one-shot stream (an async reader, an async
   iterable of bytes, or a blocking binary file object): parts are cut in
   order by one producer; it cannot resume.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from pathlib import Path
@@ -33,6 +36,7 @@ from .checkpoint import SourceIdentity
 from .errors import S3TransferError, SourceChangedError
 from .events import _is_async_callable
 from .hashing import checksum_part, hash_range, new_part_buffer, read_part_checksummed
+from .region import FileRegion
 
 __all__ = [
     "AsyncReader",
@@ -102,6 +106,12 @@ class PartSource:
         """Feed ``length`` bytes at ``offset`` to ``hasher`` (blocking; worker thread)."""
         raise NotImplementedError
 
+    def region(self, offset: int, length: int) -> FileRegion:
+        """``length`` bytes at ``offset`` as a request body that is not read
+        (only a regular file has it: see
+        :func:`aioims.transfer.driver.sends_file_region`)."""
+        raise NotImplementedError
+
     # -- in order --------------------------------------------------------------
 
     async def start_at(self, offset: int) -> None:
@@ -126,7 +136,7 @@ class PartSource:
         """Raise :class:`SourceChangedError` if the source changed while read."""
 
 
-def _open_file(path: Path) -> tuple[int, SourceIdentity]:
+def _open_file(path: Path) -> tuple[int, SourceIdentity, bool]:
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
     try:
         st = os.fstat(fd)
@@ -134,7 +144,7 @@ def _open_file(path: Path) -> tuple[int, SourceIdentity]:
     except BaseException:
         os.close(fd)
         raise
-    return fd, identity
+    return fd, identity, stat.S_ISREG(st.st_mode)
 
 
 def _fstat_identity(fd: int) -> tuple[int, int]:
@@ -150,9 +160,12 @@ class FileSource(PartSource):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.fd = -1
+        #: The path is a regular file (not a device or a pipe): its parts
+        #: may be sent as file regions.
+        self.regular = False
 
     async def __aenter__(self) -> FileSource:
-        self.fd, identity = await anyio.to_thread.run_sync(_open_file, self.path)
+        self.fd, identity, self.regular = await anyio.to_thread.run_sync(_open_file, self.path)
         self.identity = identity
         self.size = identity.size
         return self
@@ -171,6 +184,13 @@ class FileSource(PartSource):
 
     def hash_range(self, hasher: Any, offset: int, length: int) -> None:
         hash_range(hasher, self.fd, offset, length)
+
+    def region(self, offset: int, length: int) -> FileRegion:
+        """The part at ``offset`` as a :class:`FileRegion` of the open file
+        (nothing is read; valid until the source is closed)."""
+        if self.fd < 0:
+            raise ValueError("the file source is not open")
+        return FileRegion(self.fd, offset, length)
 
     async def check_unchanged(self) -> None:
         assert self.identity is not None

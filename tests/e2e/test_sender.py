@@ -36,6 +36,7 @@ from botocore.exceptions import (
 )
 
 from aioims.transfer.config import TransferConfig
+from aioims.transfer.region import FileRegion
 from aioims.transfer.s3 import FailureKind, classify, client_config
 from aioims.transfer.sender import (
     SEND_SLICE,
@@ -230,7 +231,7 @@ async def s3_client(url: str, **options: Any) -> AsyncIterator[Any]:
     verify = options.pop("verify", None)
     config = AioConfig(
         http_session_cls=options.pop("http_session_cls", ThreadedSession),
-        s3={"addressing_style": "path"},
+        s3=options.pop("s3", {"addressing_style": "path"}),
         retries={"total_max_attempts": 1, "mode": "standard"},
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
@@ -877,3 +878,269 @@ async def test_upload_file_with_the_thread_sender(
     assert sorted(sent) == [3 * MiB + 5, 5 * MiB, 5 * MiB]
     got = boto3_s3.get_object(Bucket=bucket, Key="img/a b.qcow2")["Body"].read()
     assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+
+
+# --------------------------------------------------------------------------
+# File regions (aioims.transfer.region): sendfile on plain HTTP, read by a
+# worker thread on the other paths
+
+
+#: No payload signing: botocore would SHA-256 (read) the body over HTTP.
+UNSIGNED = {"addressing_style": "path", "payload_signing_enabled": False}
+
+
+class CountingRegion(FileRegion):
+    """A FileRegion that counts reads (botocore must not read it on the
+    sendfile path) and notes the threads that read it."""
+
+    def __init__(self, fd: int, offset: int, length: int) -> None:
+        super().__init__(fd, offset, length)
+        self.reads = 0
+        self.read_threads: list[int] = []
+        self.positions: list[int] = []
+        self.on_read = self.positions.append
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        self.reads += 1
+        self.read_threads.append(threading.get_ident())
+        return super().read(size)
+
+    def to_buffer(self) -> Any:
+        self.reads += 1
+        self.read_threads.append(threading.get_ident())
+        return super().to_buffer()
+
+
+@pytest.fixture
+def region_file(tmp_path: Path) -> Iterator[Callable[[bytes], int]]:
+    """``open_file(data)``: a file holding ``data``, opened read-only (an fd)."""
+    fds: list[int] = []
+
+    def open_file(data: bytes) -> int:
+        path = tmp_path / f"file-{len(fds)}.bin"
+        path.write_bytes(data)
+        fds.append(os.open(path, os.O_RDONLY))
+        return fds[-1]
+
+    yield open_file
+    for fd in fds:
+        os.close(fd)
+
+
+async def test_region_sent_with_sendfile_and_never_read(
+    serve: Callable[..., RawServer], region_file: Callable[[bytes], int]
+) -> None:
+    from botocore.utils import determine_content_length
+
+    server = serve()
+    fd = region_file(b"head" + BODY + b"trailing bytes")
+    region = CountingRegion(fd, 4, len(BODY))
+    assert determine_content_length(region) == len(BODY) < os.fstat(fd).st_size
+    small = CountingRegion(fd, 0, 10)  # below THREAD_MIN_BODY: still sendfile (aiohttp would read)
+    async with s3_client(server.url, s3=UNSIGNED) as client:
+        await client.upload_part(Bucket="bkt", Key="k", UploadId="u", PartNumber=1, Body=region)
+        await client.put_object(Bucket="bkt", Key="small", Body=small)
+        session = session_of(client)
+        assert (session.sendfile_sends, session.threaded_sends, session.fallback_sends) == (2, 2, 0)
+    assert (region.reads, small.reads) == (0, 0)
+    assert [r.body for r in server.requests] == [BODY, b"head" + BODY[:6]]
+    assert server.requests[0].headers["content-length"] == str(len(BODY))
+    assert "expect" not in server.requests[0].headers
+    assert server.connections == 1  # keep-alive across sendfile requests
+    # consumed as aiohttp leaves a body; progress after every slice
+    assert region.tell() == len(BODY)
+    assert region.positions == sorted(region.positions)
+    assert len(region.positions) == -(-len(BODY) // SEND_SLICE)
+    assert region.positions[-1] == len(BODY)
+    # Why the driver sends regions only without payload signing: botocore
+    # signs an HTTP payload unless told not to, reading the whole body.
+    signed = CountingRegion(fd, 4, len(BODY))
+    async with s3_client(server.url) as client:
+        await client.put_object(Bucket="bkt", Key="signed", Body=signed)
+    assert signed.reads > 0
+    assert server.requests[-1].body == BODY
+
+
+async def test_region_stale_keep_alive_reconnects(
+    serve: Callable[..., RawServer], region_file: Callable[[bytes], int]
+) -> None:
+    def script(server: RawServer, wire: Wire, h: Head) -> bool:
+        if h.conn == 1 and h.n == 2:
+            wire.reset()  # drops the kept-alive connection as the request arrives
+            return False
+        return ok_script(server, wire, h)
+
+    server = serve(script)
+    fd = region_file(BODY)
+    async with s3_client(server.url, s3=UNSIGNED) as client:
+        for key in ("a", "b"):
+            await client.put_object(Bucket="bkt", Key=key, Body=CountingRegion(fd, 0, len(BODY)))
+        assert session_of(client).sendfile_sends == 2
+    assert server.connections == 2
+    assert [(r.target, r.body == BODY) for r in server.requests] == [
+        ("/bkt/a", True),
+        ("/bkt/b", True),
+    ]
+
+
+async def test_region_403_before_the_body_ends_is_read(
+    serve: Callable[..., RawServer], region_file: Callable[[bytes], int]
+) -> None:
+    def script(server: RawServer, wire: Wire, h: Head) -> bool:
+        if h.conn == 1:
+            wire.read(64 * 1024)
+            wire.answer(403, error_xml("AccessDenied"), close=True)
+            wire.sock.shutdown(socket.SHUT_WR)
+            while wire.sock.recv(1 << 20):
+                pass
+            return False
+        return ok_script(server, wire, h)
+
+    server = serve(script)
+    fd = region_file(BODY * 8)  # 24 MiB: more than the socket buffers take
+    async with s3_client(server.url, s3=UNSIGNED) as client:
+        with pytest.raises(ClientError) as caught:
+            await client.put_object(Bucket="bkt", Key="k", Body=CountingRegion(fd, 0, 24 * MiB))
+        assert caught.value.response["Error"]["Code"] == "AccessDenied"
+        await client.put_object(Bucket="bkt", Key="k2", Body=CountingRegion(fd, 0, len(BODY)))
+    assert server.connections == 2
+    assert server.requests[-1].body == BODY
+
+
+async def test_region_of_a_file_that_shrank_fails_clearly(
+    serve: Callable[..., RawServer], region_file: Callable[[bytes], int], tmp_path: Path
+) -> None:
+    """sendfile reaches the end of the file before the region's end: a
+    SourceChangedError (not an S3 failure: never retried), the connection
+    closed — the server is not left waiting for the missing bytes."""
+    from aioims.transfer.errors import SourceChangedError
+
+    def script(server: RawServer, wire: Wire, h: Head) -> bool:
+        try:
+            read_body(server, wire, h)
+        except ConnectionResetError:
+            server.events["eof"].set()  # the client closed the connection mid-body
+            return False
+        wire.answer(200)
+        return True
+
+    server = serve(script)
+    fd = region_file(BODY)
+    region = CountingRegion(fd, 0, len(BODY))
+    os.truncate(tmp_path / "file-0.bin", SEND_SLICE + 100)  # shrinks under the open fd
+    async with s3_client(server.url, s3=UNSIGNED) as client:
+        with pytest.raises(SourceChangedError, match="shrank"):
+            await client.put_object(Bucket="bkt", Key="k", Body=region)
+        assert classify(SourceChangedError("x")) is None  # not retried by the engine
+        assert await asyncio.to_thread(server.events["eof"].wait, 10)
+        # the sender still works (a new connection)
+        await client.put_object(Bucket="bkt", Key="k2", Body=io.BytesIO(BODY))
+    assert server.connections == 2
+    assert [r.target for r in server.requests] == ["/bkt/k2"]
+    assert region.reads == 0
+
+
+async def test_region_silent_server_times_out(
+    serve: Callable[..., RawServer], region_file: Callable[[bytes], int]
+) -> None:
+    def script(server: RawServer, wire: Wire, h: Head) -> bool:
+        server.events["release"].wait(30)  # reads nothing: sendfile waits for room
+        return False
+
+    server = serve(script)
+    fd = region_file(BODY * 16)  # 48 MiB: far more than the socket buffers hold
+    async with s3_client(server.url, read_timeout=0.3, s3=UNSIGNED) as client:
+        with pytest.raises(ReadTimeoutError) as caught:
+            await client.put_object(Bucket="bkt", Key="k", Body=CountingRegion(fd, 0, 48 * MiB))
+    failure = classify(caught.value)
+    assert failure is not None and failure.kind is FailureKind.TRANSIENT
+
+
+async def test_region_cancel_mid_sendfile_waits_for_the_thread(
+    serve: Callable[..., RawServer],
+    region_file: Callable[[bytes], int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aioims.transfer import sender
+
+    def script(server: RawServer, wire: Wire, h: Head) -> bool:
+        wire.read(64 * 1024)
+        server.events["started"].set()
+        server.events["release"].wait(30)  # stop reading: sendfile blocks
+        try:
+            while wire.sock.recv(1 << 20):
+                pass
+        except OSError:
+            pass
+        server.events["eof"].set()  # the client gave up the connection
+        return False
+
+    inside: list[str] = []
+    original = sender._send_file
+
+    def tracked(conn: Any, job: Any) -> bool:
+        inside.append("enter")
+        try:
+            return original(conn, job)
+        finally:
+            inside.append("exit")
+
+    monkeypatch.setattr(sender, "_send_file", tracked)
+    server = serve(script)
+    fd = region_file(BODY * 16)  # 48 MiB
+    async with s3_client(server.url, read_timeout=30, s3=UNSIGNED) as client:
+        task = asyncio.ensure_future(
+            client.put_object(Bucket="bkt", Key="k", Body=CountingRegion(fd, 0, 48 * MiB))
+        )
+        assert await asyncio.to_thread(server.events["started"].wait, 10)
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # the worker thread had left sendfile before the coroutine returned
+        assert inside == ["enter", "exit"]
+        server.events["release"].set()
+        assert await asyncio.to_thread(server.events["eof"].wait, 10)  # socket shut down
+        server.script = ok_script
+        await client.put_object(Bucket="bkt", Key="k2", Body=CountingRegion(fd, 0, len(BODY)))
+    assert server.requests[-1].body == BODY
+
+
+async def test_region_through_a_proxy_is_read_off_the_loop(
+    serve: Callable[..., RawServer],
+    region_file: Callable[[bytes], int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    proxy = serve()
+    fd = region_file(b"x" * 100 + BODY)
+    region = CountingRegion(fd, 100, len(BODY))
+    async with s3_client(
+        "http://s3.example.invalid:8443",
+        proxies={"http": f"http://127.0.0.1:{proxy.port}"},
+        s3=UNSIGNED,
+    ) as client:
+        await client.put_object(Bucket="bkt", Key="k", Body=region)
+        session = session_of(client)
+        assert (session.sendfile_sends, session.fallback_sends) == (0, 1)
+    assert proxy.requests[0].target == "http://s3.example.invalid:8443/bkt/k"
+    assert proxy.requests[0].body == BODY
+    assert region.reads == 1 and region.read_threads[0] != threading.get_ident()
+    assert region.tell() == len(BODY)
+    assert region.positions and region.positions[-1] == len(BODY)  # progress via aiohttp's reads
+
+
+async def test_region_over_tls_is_read_by_a_thread_then_sent(
+    tls_server: RawServer, pki: dict[str, Path], region_file: Callable[[bytes], int]
+) -> None:
+    fd = region_file(BODY)
+    region = CountingRegion(fd, 0, len(BODY))
+    async with s3_client(tls_server.url, verify=str(pki["ca"]), s3=UNSIGNED) as client:
+        await client.put_object(Bucket="bkt", Key="k", Body=region)
+        session = session_of(client)
+        assert (session.sendfile_sends, session.threaded_sends) == (0, 1)
+    assert tls_server.requests[0].body == BODY
+    assert region.reads == 1 and region.read_threads[0] != threading.get_ident()
+    assert region.tell() == len(BODY)
+    assert region.positions[-1] == len(BODY)
