@@ -125,6 +125,12 @@ class TransferConfig:
     #: pool of worker threads with keep-alive sockets, plugged into
     #: aiobotocore through ``AioConfig(http_session_cls=...)``).
     sender: str = "thread"
+    #: With ``sender="thread"``: every S3 request of the transfer is built,
+    #: signed, sent and parsed by an aiobotocore client in aioims' transfer
+    #: loop thread (:mod:`aioims.transfer.offload`), not on the caller's
+    #: event loop, which then spends ~0.3 ms per part and a few ms per
+    #: transfer on it.  ``False``: aiobotocore runs on the caller's loop.
+    offload_s3: bool = True
     #: Testing hook: ``factory(client_kwargs)`` returns an async context
     #: manager yielding an S3 client (instead of aiobotocore's), e.g. a fake.
     s3_client_factory: Any = attrs.field(default=None, eq=False, repr=False)

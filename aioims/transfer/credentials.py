@@ -160,7 +160,7 @@ class TrackedClient:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._aioims_client, name)
-        if name.startswith("_") or not callable(attr) or not _is_async(attr):
+        if not is_request_method(self._aioims_client, name, attr):
             return attr
         generation = self._aioims_generation
 
@@ -172,7 +172,17 @@ class TrackedClient:
         return call
 
 
-def _is_async(func: Any) -> bool:
+def is_request_method(client: Any, name: str, attr: Any) -> bool:
+    """Is ``client.<name>`` (``attr``) a request method (``upload_part``...)?
+
+    botocore clients list them in ``client.meta.method_to_api_mapping`` (their
+    methods are not coroutine functions for ``inspect``: aiobotocore wraps
+    them); other clients (test fakes) have coroutine functions."""
+    if name.startswith("_") or not callable(attr):
+        return False
+    mapping = getattr(getattr(client, "meta", None), "method_to_api_mapping", None)
+    if isinstance(mapping, dict):
+        return name in mapping
     import inspect
 
-    return inspect.iscoroutinefunction(func)
+    return inspect.iscoroutinefunction(attr)

@@ -74,11 +74,13 @@ from .credentials import (
     RefreshKind,
     TrackedClient,
     Window,
+    is_request_method,
     seconds_left,
     utcnow,
     window_of,
 )
 from .errors import CredentialsExpiredError
+from .offload import run_in_transfer_loop
 
 logger = logging.getLogger("aioims.transfer")
 
@@ -335,6 +337,62 @@ def _new_session() -> Any:
     return session
 
 
+async def open_client(stack: contextlib.AsyncExitStack, kwargs: dict[str, Any]) -> Any:
+    """An aiobotocore S3 client from the running loop's shared session,
+    entered into ``stack``.
+
+    The first client of a session fills botocore's caches (endpoint rules,
+    models): ~100 ms of CPU.  Transfers starting together would each pay it
+    (16 at once: seconds); one does, the others then take a few ms each."""
+    session = await shared_session()
+    shared = _loop_shared()
+    if shared.warm:
+        return await stack.enter_async_context(session.create_client("s3", **kwargs))
+    async with shared.lock:
+        client = await stack.enter_async_context(session.create_client("s3", **kwargs))
+        shared.warm = True
+    return client
+
+
+class _TransferLoopClients:
+    """The S3 clients of one transfer, living in the transfer loop (every
+    method runs there, through :func:`~aioims.transfer.offload.run_in_transfer_loop`)."""
+
+    def __init__(self) -> None:
+        self._stack = contextlib.AsyncExitStack()
+
+    async def open(self, kwargs: dict[str, Any]) -> Any:
+        return await open_client(self._stack, kwargs)
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+
+
+class RemoteClient:
+    """An aiobotocore client living in the transfer loop, seen from the
+    caller's loop: every coroutine method runs there (built, signed, sent
+    and parsed off the caller's loop); other attributes are the client's."""
+
+    __slots__ = ("_aioims_client",)
+
+    def __init__(self, client: Any) -> None:
+        self._aioims_client = client
+
+    @property
+    def wrapped(self) -> Any:
+        return self._aioims_client
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._aioims_client, name)
+        if not is_request_method(self._aioims_client, name, attr):
+            return attr
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return await run_in_transfer_loop(lambda: attr(*args, **kwargs))
+
+        return call
+
+
 async def shared_session() -> Any:
     """The aiobotocore session of the running event loop.
 
@@ -392,35 +450,30 @@ class S3Clients:
         self._refresh = refresh
         self._on_refreshed = on_refreshed
         self._now: Now = now or utcnow
-        self._session: Any = None
         self._stack = contextlib.AsyncExitStack()
         self._generations: dict[int, Generation] = {}
         self._current: Generation | None = None
         self._inflight: InFlight | None = None
+        #: every request of the transfer is handled in the transfer loop
+        #: (:mod:`aioims.transfer.offload`)
+        self.offloads = (
+            config.sender == "thread" and config.offload_s3 and config.s3_client_factory is None
+        )
+        self._remote: _TransferLoopClients | None = None
 
     async def __aenter__(self) -> S3Clients:
         lifetime = self._lifetime(self.target)
-        if self.config.s3_client_factory is not None:
-            self._install(self.target, await self._open(self.target), lifetime, reactive=False)
-            return self
-        self._session = await shared_session()
-        shared = _loop_shared()
-        if shared.warm:
-            self._install(self.target, await self._open(self.target), lifetime, reactive=False)
-            return self
-        # The first client of a session fills botocore's caches (endpoint
-        # rules, models): ~100 ms of CPU.  Transfers starting together would
-        # each pay it (16 at once: seconds); one does, the others then take
-        # a few ms each.
-        async with shared.lock:
-            client = await self._open(self.target)
-            shared.warm = True
-        self._install(self.target, client, lifetime, reactive=False)
+        self._install(self.target, await self._open(self.target), lifetime, reactive=False)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         with anyio.CancelScope(shield=True):
-            await self._stack.aclose()
+            remote, self._remote = self._remote, None
+            try:
+                if remote is not None:
+                    await run_in_transfer_loop(remote.close)
+            finally:
+                await self._stack.aclose()
 
     @property
     def client(self) -> Any:
@@ -434,9 +487,12 @@ class S3Clients:
         factory = self.config.s3_client_factory
         if factory is not None:
             return await self._stack.enter_async_context(factory(kwargs))
-        if self._session is None:
-            self._session = await shared_session()
-        return await self._stack.enter_async_context(self._session.create_client("s3", **kwargs))
+        if self.offloads:
+            if self._remote is None:
+                self._remote = _TransferLoopClients()
+            remote = self._remote
+            return RemoteClient(await run_in_transfer_loop(lambda: remote.open(kwargs)))
+        return await open_client(self._stack, kwargs)
 
     def _lifetime(self, target: UploadTarget) -> float | None:
         if target.expires_at is None:

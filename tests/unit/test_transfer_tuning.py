@@ -55,25 +55,35 @@ async def test_concurrent_transfers_build_one_session_and_one_cold_client(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     built = []
+    events: list[tuple[str, int]] = []
     real_new_session = s3_module._new_session
+
+    class Entered:
+        """create_client's context manager, noting when entering starts/ends."""
+
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        async def __aenter__(self) -> Any:
+            events.append(("start", id(self)))
+            try:
+                return await self.inner.__aenter__()
+            finally:
+                events.append(("end", id(self)))
+
+        async def __aexit__(self, *exc: Any) -> Any:
+            return await self.inner.__aexit__(*exc)
 
     def counting_new_session() -> Any:
         built.append(1)
-        return real_new_session()
+        session = real_new_session()
+        real_create = session.create_client
+        session.create_client = lambda *a, **kw: Entered(real_create(*a, **kw))
+        return session
 
     monkeypatch.setattr(s3_module, "_new_session", counting_new_session)
-    events: list[tuple[str, int]] = []
-    real_open = S3Clients._open
-
-    async def recording_open(self: S3Clients, target: UploadTarget) -> Any:
-        events.append(("start", id(self)))
-        try:
-            return await real_open(self, target)
-        finally:
-            events.append(("end", id(self)))
-
-    monkeypatch.setattr(S3Clients, "_open", recording_open)
-    config = TransferConfig()
+    # on this loop (the transfer loop uses the same open_client, once per process)
+    config = TransferConfig(offload_s3=False)
     clients = [
         S3Clients(_target("http://127.0.0.1:9"), config, None, lambda n: None) for _ in range(6)
     ]
