@@ -51,10 +51,18 @@ def upload_variants(
     shape = {"part_size": part_size, "max_concurrency": concurrency}
     thread = {"sender": "thread"}
     sender_shape = {"sender": "thread", "part_size": part_size, "max_concurrency": concurrency}
+    aiohttp = {"sender": "aiohttp"}  # the 0.1 path: aiobotocore + aiohttp on the loop
     variants = [
-        Variant("aioims-default", "aioims", {"config": {}, "md5": True}, "aioims"),
-        Variant("aioims-md5", "aioims", {"config": tuned_aioims, "md5": True}, "aioims"),
-        Variant("aioims-tuned", "aioims", {"config": tuned_aioims, "md5": False}, "aioims"),
+        Variant("aioims-default", "aioims", {"config": aiohttp, "md5": True}, "aioims"),
+        Variant(
+            "aioims-md5", "aioims", {"config": {**tuned_aioims, **aiohttp}, "md5": True}, "aioims"
+        ),
+        Variant(
+            "aioims-tuned",
+            "aioims",
+            {"config": {**tuned_aioims, **aiohttp}, "md5": False},
+            "aioims",
+        ),
         # issue 15: the threaded part sender; CRC32C per part where honoured
         Variant(
             "aioims-thread-default",
@@ -66,6 +74,13 @@ def upload_variants(
             "aioims-thread-tuned",
             "aioims",
             {"config": {**tuned_aioims, **thread}, "md5": False},
+            "aioims",
+        ),
+        # the same, with aiobotocore on the caller's loop (no transfer loop)
+        Variant(
+            "aioims-inline-tuned",
+            "aioims",
+            {"config": {**tuned_aioims, **thread, "offload_s3": False}, "md5": False},
             "aioims",
         ),
         # the HTTP session alone, under a minimal multipart driver (benchmarks/client.py)

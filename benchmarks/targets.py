@@ -117,7 +117,7 @@ def _stalls(result: dict[str, Any]) -> list[dict[str, str]]:
     rows = []
     section = result.get("upload", {}).get("sink", {})
     size = section.get("size", 0)
-    for name in ("aioims-default", "aioims-tuned"):
+    for name in ("aioims-thread-default", "aioims-thread-tuned", "aioims-default", "aioims-tuned"):
         client = _client(result, "sink", name)
         if not client or client.get("stall_cpu_max_ms") is None:
             continue
@@ -186,7 +186,7 @@ def _sender(result: dict[str, Any]) -> list[dict[str, str]]:
         ),
     ]
     for section in ("sink", "sink_https"):
-        for name in ("aioims-thread-tuned", "sender-thread"):
+        for name in ("aioims-thread-tuned", "aioims-thread-default"):
             client = _client(result, section, name)
             value = client.get("loop_cpu_s_per_gib") if client else None
             rows.append(
