@@ -142,17 +142,14 @@ class InFlight:
         return copy
 
 
-class TrackedClient:
-    """An S3 client that notes, on its :class:`Generation`, that a request
-    signed with its credentials succeeded (so that a later refusal of these
-    credentials is read as "they lapsed", not "fresh ones were refused").
-    Everything else is the wrapped client's."""
+class ClientWrapper:
+    """An S3 client whose request methods (see :func:`is_request_method`)
+    go through :meth:`around`; every other attribute is the wrapped client's."""
 
-    __slots__ = ("_aioims_client", "_aioims_generation")
+    __slots__ = ("_aioims_client",)
 
-    def __init__(self, client: Any, generation: Generation) -> None:
+    def __init__(self, client: Any) -> None:
         self._aioims_client = client
-        self._aioims_generation = generation
 
     @property
     def wrapped(self) -> Any:
@@ -162,10 +159,28 @@ class TrackedClient:
         attr = getattr(self._aioims_client, name)
         if not is_request_method(self._aioims_client, name, attr):
             return attr
+        return self.around(attr)
+
+    def around(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        raise NotImplementedError
+
+
+class TrackedClient(ClientWrapper):
+    """An S3 client that notes, on its :class:`Generation`, that a request
+    signed with its credentials succeeded (so that a later refusal of these
+    credentials is read as "they lapsed", not "fresh ones were refused")."""
+
+    __slots__ = ("_aioims_generation",)
+
+    def __init__(self, client: Any, generation: Generation) -> None:
+        super().__init__(client)
+        self._aioims_generation = generation
+
+    def around(self, method: Callable[..., Any]) -> Callable[..., Any]:
         generation = self._aioims_generation
 
         async def call(*args: Any, **kwargs: Any) -> Any:
-            result = await attr(*args, **kwargs)
+            result = await method(*args, **kwargs)
             generation.proven = True
             return result
 

@@ -68,13 +68,13 @@ from ..errors import ValidationError
 from ..models.upload import UploadTarget
 from .config import TransferConfig
 from .credentials import (
+    ClientWrapper,
     Generation,
     InFlight,
     Now,
     RefreshKind,
     TrackedClient,
     Window,
-    is_request_method,
     seconds_left,
     utcnow,
     window_of,
@@ -368,27 +368,16 @@ class _TransferLoopClients:
         await self._stack.aclose()
 
 
-class RemoteClient:
+class RemoteClient(ClientWrapper):
     """An aiobotocore client living in the transfer loop, seen from the
-    caller's loop: every coroutine method runs there (built, signed, sent
-    and parsed off the caller's loop); other attributes are the client's."""
+    caller's loop: every request method runs there (built, signed, sent and
+    parsed off the caller's loop)."""
 
-    __slots__ = ("_aioims_client",)
+    __slots__ = ()
 
-    def __init__(self, client: Any) -> None:
-        self._aioims_client = client
-
-    @property
-    def wrapped(self) -> Any:
-        return self._aioims_client
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._aioims_client, name)
-        if not is_request_method(self._aioims_client, name, attr):
-            return attr
-
+    def around(self, method: Callable[..., Any]) -> Callable[..., Any]:
         async def call(*args: Any, **kwargs: Any) -> Any:
-            return await run_in_transfer_loop(lambda: attr(*args, **kwargs))
+            return await run_in_transfer_loop(lambda: method(*args, **kwargs))
 
         return call
 
