@@ -8,7 +8,14 @@ Every request goes through :meth:`Engine.call`:
 * other S3 errors (``AccessDenied``, ``NoSuchUpload``, ``InvalidPart``,
   ``BadDigest``...) get one retry; TLS certificate errors none;
 * credential errors (``ExpiredToken``...) trigger a refresh through
-  :class:`~aioims.transfer.s3.S3Clients` and do not use up attempts.
+  :class:`~aioims.transfer.s3.S3Clients` and do not use up attempts;
+* codes the caller names as an answer (``final``: the CRC32C probe's
+  checksum mismatch) are raised at once, never retried.
+
+A CRC32C multipart upload (``checksum_algorithm == "CRC32C"``) is created
+with ``ChecksumAlgorithm="CRC32C"``, its parts keep their CRC32C
+(:class:`~aioims.transfer.results.CompletedPart`), and
+:meth:`Engine.complete` lists every part's ``ChecksumCRC32C``.
 """
 
 from __future__ import annotations
@@ -23,11 +30,20 @@ from typing import Any
 
 import anyio
 
+from .checksums import (
+    CHECKSUM_MISMATCH_CODES,
+    CRC32C_ALGORITHM,
+    PROBE_BODY,
+    PROBE_ETAG,
+    cached_probe,
+    probe_crc32c_value,
+    remember_probe,
+)
 from .config import PartPlan, TransferConfig
 from .errors import CredentialsExpiredError, PartUploadError, S3TransferError
 from .events import Emitter, PartDone, PartRetried, PartStarted
 from .results import CompletedPart
-from .s3 import FailureKind, S3Clients, S3Failure, classify
+from .s3 import FailureKind, S3Clients, S3Failure, classify, endpoint_url
 
 logger = logging.getLogger("aioims.transfer")
 
@@ -105,6 +121,9 @@ class Engine:
         self.bucket = clients.target.bucket
         self.key = clients.target.file
         self.upload_id: str | None = None
+        #: The ``ChecksumAlgorithm`` our multipart upload was created with
+        #: (``"CRC32C"``) or None.
+        self.checksum_algorithm: str | None = None
         self.parts: dict[int, CompletedPart] = {}
         self.bytes_done = 0
 
@@ -122,9 +141,11 @@ class Engine:
         part_number: int | None = None,
         max_attempts: int | None = None,
         before_attempt: Callable[[], object] | None = None,
+        final: frozenset[str] = frozenset(),
     ) -> dict[str, Any]:
         """Send one S3 request with the retry policy; raise a typed error
-        (:class:`PartUploadError` for parts) when it fails for good."""
+        (:class:`PartUploadError` for parts) when it fails for good.  An
+        error whose code is in ``final`` is an answer: raised at once."""
         operation = _OPERATION_NAMES.get(method, method)
         limit = max_attempts or self.config.max_attempts_per_part
         attempt = 0
@@ -155,6 +176,8 @@ class Engine:
                             err.__cause__ = exc
                         raise
                     continue
+                if failure.code in final:
+                    raise self._error(operation, part_number, attempt, failure) from exc
                 if failure.kind is FailureKind.TRANSIENT:
                     allowed = limit
                 elif failure.kind is FailureKind.PERMANENT:
@@ -213,27 +236,42 @@ class Engine:
     def _ids(self) -> dict[str, Any]:
         return {"Bucket": self.bucket, "Key": self.key}
 
-    async def create(self) -> str:
-        response = await self.call("create_multipart_upload", self._ids())
+    async def create(self, checksum_algorithm: str | None = None) -> str:
+        """CreateMultipartUpload; ``checksum_algorithm="CRC32C"`` declares
+        that every part carries ``x-amz-checksum-crc32c`` (AWS refuses such
+        parts on an upload that did not declare it)."""
+        params = self._ids()
+        if checksum_algorithm is not None:
+            params["ChecksumAlgorithm"] = checksum_algorithm
+        response = await self.call("create_multipart_upload", params)
         self.upload_id = str(response["UploadId"])
-        logger.debug("multipart upload %s created for %s/%s", self.upload_id, self.bucket, self.key)
+        self.checksum_algorithm = checksum_algorithm
+        logger.debug("multipart upload %s created for %s/%s (checksum algorithm %s)",
+                     self.upload_id, self.bucket, self.key, checksum_algorithm)  # fmt: skip
         return self.upload_id
 
-    async def list_parts(self, upload_id: str) -> dict[int, CompletedPart]:
-        """Every part S3 holds for ``upload_id`` (all pages)."""
+    async def list_parts(self, upload_id: str) -> tuple[dict[int, CompletedPart], str | None]:
+        """Every part S3 holds for ``upload_id`` (all pages, each with its
+        ``ChecksumCRC32C`` when listed) and the upload's ``ChecksumAlgorithm``
+        as ListParts reports it (None: not reported)."""
         parts: dict[int, CompletedPart] = {}
+        algorithm: str | None = None
         marker = 0
         while True:
             params = {**self._ids(), "UploadId": upload_id, "MaxParts": LIST_PARTS_PAGE}
             if marker:
                 params["PartNumberMarker"] = marker
             page = await self.call("list_parts", params)
+            algorithm = str(page.get("ChecksumAlgorithm") or "") or algorithm
             for item in page.get("Parts", []):
                 number = int(item["PartNumber"])
-                parts[number] = CompletedPart(number, str(item["ETag"]), int(item["Size"]))
+                crc = item.get("ChecksumCRC32C")
+                parts[number] = CompletedPart(
+                    number, str(item["ETag"]), int(item["Size"]), str(crc) if crc else None
+                )
             next_marker = int(page.get("NextPartNumberMarker") or 0)
             if not page.get("IsTruncated") or next_marker <= marker:
-                return parts
+                return parts, algorithm
             marker = next_marker
 
     def record(self, part: CompletedPart) -> None:
@@ -256,7 +294,7 @@ class Engine:
         response = await self.call(
             "upload_part", params, part_number=part_number, before_attempt=lambda: body.seek(0)
         )
-        part = CompletedPart(part_number, str(response["ETag"]), size)
+        part = CompletedPart(part_number, str(response["ETag"]), size, _crc32c(response, checksum))
         self._part_done(part)
         return part
 
@@ -268,7 +306,7 @@ class Engine:
         response = await self.call(
             "put_object", params, part_number=1, before_attempt=lambda: body.seek(0)
         )
-        part = CompletedPart(1, str(response.get("ETag", "")), size)
+        part = CompletedPart(1, str(response.get("ETag", "")), size, _crc32c(response, checksum))
         self._part_done(part)
         return part
 
@@ -312,13 +350,57 @@ class Engine:
             raise
 
     async def object_is(self, size: int, etag: str | None) -> bool:
-        """Is our object there with ``size`` bytes (and ``etag``, when known)?"""
+        """Is our object there with ``size`` bytes (and ``etag``, when known)?
+        The CRC32C probe's object (:meth:`probe_crc32c`) never is."""
         head = await self.head()
         if head is None:
             return False
         if int(head.get("ContentLength", -1)) != size:
             return False
+        if str(head.get("ETag", "")) == PROBE_ETAG:
+            return False
         return etag is None or str(head.get("ETag", "")) == etag
+
+    async def probe_crc32c(self) -> bool:
+        """Does the endpoint check ``x-amz-checksum-crc32c``?
+
+        Once per endpoint URL (cached for the process): a 20-byte
+        ``PutObject`` of :data:`~aioims.transfer.checksums.PROBE_BODY` to our
+        own key with a deliberately wrong CRC32C, through :meth:`call` (retries,
+        credential refresh, classification).  Rejected with a checksum
+        mismatch ⇒ honoured (nothing was written).  Accepted ⇒ ignored (moto,
+        Ceph before Squid): the 20-byte object stays until the upload
+        overwrites it — it is not deleted (upload credentials may not delete),
+        and :meth:`object_is` never takes it for our object.  Any other
+        outcome is ambiguous: False (Content-MD5), logged at DEBUG, not cached.
+        """
+        url = endpoint_url(self.clients.target.domain)
+        known = cached_probe(url)
+        if known is not None:
+            return known
+        body = io.BytesIO(PROBE_BODY)
+        params: dict[str, Any] = {
+            **self._ids(),
+            "Body": body,
+            "ContentLength": len(PROBE_BODY),
+            "ChecksumCRC32C": probe_crc32c_value(),
+        }
+        try:
+            await self.call(
+                "put_object", params, max_attempts=3, before_attempt=lambda: body.seek(0),
+                final=CHECKSUM_MISMATCH_CODES,
+            )  # fmt: skip
+        except S3TransferError as err:
+            if err.code in CHECKSUM_MISMATCH_CODES:
+                remember_probe(url, True)
+                logger.debug("%s checks x-amz-checksum-crc32c (%s)", url, err.code)
+                return True
+            logger.debug("CRC32C probe on %s was ambiguous (%s): parts carry Content-MD5",
+                         url, err)  # fmt: skip
+            return False
+        remember_probe(url, False)
+        logger.info("%s ignores x-amz-checksum-crc32c: parts carry Content-MD5", url)
+        return False
 
     async def complete(self) -> str:
         """Complete the upload; returns the object's ETag.
@@ -332,13 +414,13 @@ class Engine:
         assert self.upload_id is not None
         parts = [self.parts[n] for n in sorted(self.parts)]
         expected = multipart_etag(parts)
-        params = {
-            **self._ids(),
-            "UploadId": self.upload_id,
-            "MultipartUpload": {
-                "Parts": [{"PartNumber": p.part_number, "ETag": p.etag} for p in parts]
-            },
-        }
+        listed: list[dict[str, Any]] = []
+        for p in parts:
+            item: dict[str, Any] = {"PartNumber": p.part_number, "ETag": p.etag}
+            if self.checksum_algorithm == CRC32C_ALGORITHM and p.checksum_crc32c is not None:
+                item["ChecksumCRC32C"] = p.checksum_crc32c
+            listed.append(item)
+        params = {**self._ids(), "UploadId": self.upload_id, "MultipartUpload": {"Parts": listed}}
         attempt = 0
         while True:
             attempt += 1
@@ -413,6 +495,12 @@ class Engine:
             self.config.abort_timeout,
         )
         return False
+
+
+def _crc32c(response: dict[str, Any], sent: dict[str, str]) -> str | None:
+    """A part's CRC32C: what S3 answered, else what was sent (None: neither)."""
+    value = response.get("ChecksumCRC32C") or sent.get("ChecksumCRC32C")
+    return str(value) if value else None
 
 
 def upload_gone(code: str | None, operation: str) -> bool:

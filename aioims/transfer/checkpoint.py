@@ -9,8 +9,15 @@ what identifies the upload and the parts S3 already has::
      "bucket": "...", "key": "...", "image_id": "..." | null,
      "upload_id": "...", "part_size": 8388608, "size": 1234,
      "source": {"path": "/abs/file.qcow2", "size": 1234, "mtime_ns": 1700000000000000000},
-     "parts": [{"part_number": 1, "etag": "\\"...\\"", "size": 8388608}, ...],
+     "checksum_algorithm": "CRC32C" | null,
+     "parts": [{"part_number": 1, "etag": "\\"...\\"", "size": 8388608,
+                "checksum_crc32c": "..."}, ...],
      "updated_at": 1700000000.0}
+
+``checksum_algorithm`` is what the multipart upload was created with
+(``"CRC32C"``, or null: none declared; missing in files of older versions,
+which never declared one); ``checksum_crc32c`` is a part's CRC32C (base64),
+written only when known.  A resume continues with the recorded algorithm.
 """
 
 from __future__ import annotations
@@ -56,6 +63,9 @@ class Checkpoint:
     #: CompleteMultipartUpload succeeded (the object exists); ``etag`` is its ETag.
     completed: bool = False
     etag: str | None = None
+    #: The ``ChecksumAlgorithm`` the upload was created with (``"CRC32C"``)
+    #: or None (none declared).
+    checksum_algorithm: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,10 +78,8 @@ class Checkpoint:
             "part_size": self.part_size,
             "size": self.size,
             "source": attrs.asdict(self.source),
-            "parts": [
-                {"part_number": p.part_number, "etag": p.etag, "size": p.size}
-                for _, p in sorted(self.parts.items())
-            ],
+            "checksum_algorithm": self.checksum_algorithm,
+            "parts": [_part_json(p) for _, p in sorted(self.parts.items())],
             "completed": self.completed,
             "etag": self.etag,
             "updated_at": time.time(),
@@ -86,8 +94,13 @@ class Checkpoint:
             src = data["source"]
             parts = {}
             for item in data["parts"]:
-                part = CompletedPart(int(item["part_number"]), str(item["etag"]), int(item["size"]))
+                crc = item.get("checksum_crc32c")
+                part = CompletedPart(
+                    int(item["part_number"]), str(item["etag"]), int(item["size"]),
+                    None if crc is None else str(crc),
+                )  # fmt: skip
                 parts[part.part_number] = part
+            algorithm = data.get("checksum_algorithm")
             image_id = data.get("image_id")
             return cls(
                 bucket=str(data["bucket"]),
@@ -100,9 +113,17 @@ class Checkpoint:
                 parts=parts,
                 completed=bool(data.get("completed", False)),
                 etag=None if data.get("etag") is None else str(data["etag"]),
+                checksum_algorithm=None if algorithm is None else str(algorithm),
             )
         except (AttributeError, KeyError, TypeError, ValueError):
             return None
+
+
+def _part_json(part: CompletedPart) -> dict[str, Any]:
+    item: dict[str, Any] = {"part_number": part.part_number, "etag": part.etag, "size": part.size}
+    if part.checksum_crc32c is not None:
+        item["checksum_crc32c"] = part.checksum_crc32c
+    return item
 
 
 def _pid_alive(pid: int) -> bool:

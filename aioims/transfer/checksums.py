@@ -6,16 +6,21 @@
   1.6 CPU-s/GiB);
 * ``"crc32c"`` — ``x-amz-checksum-crc32c`` (S3 checks it since 2022, Ceph
   RGW only from Squid; 10–20× cheaper than MD5 with google-crc32c);
-* ``"auto"`` — CRC32C where :func:`endpoint_honours_crc32c` says the
-  endpoint rejects a wrong one, else Content-MD5;
+* ``"auto"`` — CRC32C where the endpoint rejects a wrong one (the probe,
+  :meth:`aioims.transfer._engine.Engine.probe_crc32c`, once per endpoint
+  URL), else Content-MD5;
 * ``None`` — nothing per part.
 
-The driver calls :func:`part_checksum_params` for each part buffer and passes
-the result to ``UploadPart``/``PutObject`` as keyword arguments.  botocore
-(>= 1.36, with ``request_checksum_calculation="when_required"`` as aioims
-sets it) sends a ``ChecksumCRC32C`` given by the caller as the
+The driver decides the kind (``Driver._checksum_kind``: the one rule, which
+also lets a resumed upload's declared algorithm win), calls
+:func:`part_checksum_params` for each part buffer and passes the result to
+``UploadPart``/``PutObject`` as keyword arguments.  A CRC32C multipart upload
+is declared so (``CreateMultipartUpload(ChecksumAlgorithm="CRC32C")``) and
+completed with every part's ``ChecksumCRC32C``: AWS refuses either half
+alone.  botocore (>= 1.36, with ``request_checksum_calculation="when_required"``
+as aioims sets it) sends a ``ChecksumCRC32C`` given by the caller as the
 ``x-amz-checksum-crc32c`` header as-is: it computes nothing, adds no trailer
-and does not switch to ``aws-chunked`` (checked by ``tests/e2e/test_checksums.py``).
+and does not switch to ``aws-chunked`` (checked by ``tests/e2e/test_sender.py``).
 
 CRC32C implementation: ``google-crc32c`` (C, hardware CRC instruction; the
 ``aioims[crc32c]`` extra) when installed, else a pure-Python table
@@ -26,10 +31,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import logging
 from typing import Any
-
-logger = logging.getLogger("aioims.transfer")
 
 #: google-crc32c accepts only read-only ``bytes``: views are fed in copies of
 #: this size (cache-sized, so the copy costs little next to the CRC).
@@ -104,7 +106,7 @@ def part_checksum_params(kind: str | None, view: bytes | bytearray | memoryview)
     """``UploadPart``/``PutObject`` keyword arguments protecting ``view``:
     ``{"ContentMD5": ...}`` for ``"md5"``, ``{"ChecksumCRC32C": ...}`` for
     ``"crc32c"``, ``{}`` for ``None``.  ``"auto"`` must be resolved first
-    (:func:`resolve_part_checksum`).  Runs where it is called: call it from
+    (by the driver).  Runs where it is called: call it from
     the worker thread that reads the part."""
     if kind is None:
         return {}
@@ -116,9 +118,17 @@ def part_checksum_params(kind: str | None, view: bytes | bytearray | memoryview)
 
 
 # --------------------------------------------------------------------------
-# The per-endpoint probe
+# The per-endpoint probe (sent by Engine.probe_crc32c, through Engine.call)
 
-_PROBE_BODY = b"aioims crc32c probe\n"
+#: The ``ChecksumAlgorithm`` a CRC32C multipart upload is created with (and
+#: ListParts reports for it).
+CRC32C_ALGORITHM = "CRC32C"
+
+#: What the probe writes: 20 bytes, sent with a deliberately wrong CRC32C.
+PROBE_BODY = b"aioims crc32c probe\n"
+#: The ETag of the probe object an endpoint that ignores CRC32C keeps (until
+#: the upload overwrites it): never taken for an upload's object.
+PROBE_ETAG = '"' + hashlib.md5(PROBE_BODY, usedforsecurity=False).hexdigest() + '"'
 #: Error codes meaning "the checksum did not match" (AWS, MinIO, Ceph Squid+).
 CHECKSUM_MISMATCH_CODES = frozenset(
     {"BadDigest", "XAmzContentChecksumMismatch", "InvalidDigest", "InvalidChecksum"}
@@ -128,62 +138,22 @@ CHECKSUM_MISMATCH_CODES = frozenset(
 _honours: dict[str, bool] = {}
 
 
+def probe_crc32c_value() -> str:
+    """The deliberately wrong ``x-amz-checksum-crc32c`` the probe sends."""
+    return base64.b64encode((crc32c(PROBE_BODY) ^ 0x5A5A5A5A).to_bytes(4, "big")).decode()
+
+
 def forget_probes() -> None:
     """Clear the per-endpoint cache (tests)."""
     _honours.clear()
 
 
 def cached_probe(endpoint_url: str) -> bool | None:
+    """What the probe found for ``endpoint_url`` (None: not probed, or the
+    answer was ambiguous)."""
     return _honours.get(endpoint_url)
 
 
-async def endpoint_honours_crc32c(client: Any, bucket: str, key: str) -> bool:
-    """Whether the client's S3 endpoint checks ``x-amz-checksum-crc32c``.
-
-    Once per endpoint URL (cached for the process): a 20-byte ``PutObject``
-    to ``bucket``/``key`` with a deliberately wrong CRC32C.  An endpoint that
-    honours the header rejects it with a checksum-mismatch error and nothing
-    is written; one that ignores it (Ceph before Squid) stores the object —
-    it is deleted again right away (best effort; the upload overwrites that
-    key anyway, so pass the upload's own key: upload credentials are often
-    limited to it).  Any other answer (access denied, a network error...)
-    counts as "not honoured" and is not cached, so a later transfer asks again.
-    """
-    meta = getattr(client, "meta", None)
-    url = str(getattr(meta, "endpoint_url", "") or f"client-{id(client)}")
-    known = _honours.get(url)
-    if known is not None:
-        return known
-    from botocore.exceptions import ClientError
-
-    wrong = base64.b64encode((crc32c(_PROBE_BODY) ^ 0x5A5A5A5A).to_bytes(4, "big")).decode()
-    try:
-        await client.put_object(Bucket=bucket, Key=key, Body=_PROBE_BODY, ChecksumCRC32C=wrong)
-    except ClientError as exc:
-        code = str((exc.response.get("Error") or {}).get("Code") or "")
-        if code in CHECKSUM_MISMATCH_CODES:
-            _honours[url] = True
-            return True
-        logger.debug("CRC32C probe on %s: %s; using Content-MD5", url, code or exc)
-        return False
-    except Exception as exc:  # network trouble: do not cache
-        logger.debug("CRC32C probe on %s failed: %s; using Content-MD5", url, exc)
-        return False
-    _honours[url] = False
-    logger.info("%s ignores x-amz-checksum-crc32c: parts carry Content-MD5", url)
-    try:
-        await client.delete_object(Bucket=bucket, Key=key)
-    except Exception as exc:  # best effort: the upload overwrites it
-        logger.debug("deleting the CRC32C probe object failed: %s", exc)
-    return False
-
-
-async def resolve_part_checksum(kind: str | None, client: Any, bucket: str, key: str) -> str | None:
-    """The per-part checksum to use for ``TransferConfig.part_checksum=kind``:
-    ``"auto"`` becomes ``"crc32c"`` when a native CRC32C is installed and the
-    endpoint honours it (:func:`endpoint_honours_crc32c`), else ``"md5"``."""
-    if kind != "auto":
-        return kind
-    if not crc32c_is_fast():
-        return "md5"
-    return "crc32c" if await endpoint_honours_crc32c(client, bucket, key) else "md5"
+def remember_probe(endpoint_url: str, honoured: bool) -> None:
+    """Cache a clear probe answer for the process."""
+    _honours[endpoint_url] = honoured

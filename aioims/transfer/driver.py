@@ -2,7 +2,7 @@
 
 ::
 
-    reconcile(journal, ListParts, HEAD)  →  sweep strays + create  |  resume
+    reconcile(journal, ListParts, HEAD)  →  [CRC32C probe] + sweep strays + create  |  resume
         →  journal.save(upload id)  →  abort registered  →  parts (from a
         PartSource, under the part slots / shared limiter, per-part retry)
         →  source unchanged?  →  complete (gone + HEAD = already complete)
@@ -26,7 +26,18 @@ Rules (docs/uploading.md has them as a table "crash point → next run"):
 * **failure**: cancelled (or crashed) with a journal → the upload stays for a
   resume; failed for good → aborted (resumable failures keep it when there
   is a journal).  A gone upload is never reported as aborted without a HEAD
-  showing that the object was not completed.
+  showing that the object was not completed;
+* **per-part checksum** (one rule, :meth:`Driver._checksum_kind`): a new
+  upload uses ``part_checksum`` (``"auto"``: the endpoint's CRC32C probe,
+  :meth:`Engine.probe_crc32c`, once per endpoint, before
+  CreateMultipartUpload); a CRC32C upload is created with
+  ``ChecksumAlgorithm="CRC32C"`` and completed with every part's CRC32C.
+  **A resumed upload's algorithm wins**: what it was created with (ListParts'
+  ``ChecksumAlgorithm``, else the journal's record) decides — ``CRC32C`` ⇒
+  CRC32C parts whatever the config says; none ⇒ Content-MD5 instead of
+  CRC32C (or nothing, as configured); no probe.  A resumed CRC32C upload
+  trusts only the parts whose CRC32C is known (ListParts or the journal):
+  Complete needs it; the others are sent again.
 
 The abort rule in detail:
 
@@ -51,6 +62,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Union, cast
 
 import anyio
+import attrs
 from anyio.abc import TaskGroup
 
 from .. import hooks
@@ -58,7 +70,7 @@ from ..errors import ValidationError
 from ..models.upload import UploadTarget
 from ._engine import CleanupRegistry, Engine, multipart_etag, upload_gone
 from .checkpoint import Checkpoint, PartJournal
-from .checksums import resolve_part_checksum
+from .checksums import CRC32C_ALGORITHM, crc32c_is_fast
 from .config import PartPlan, TransferConfig, plan_parts
 from .errors import CredentialsExpiredError, S3TransferError, SourceChangedError
 from .events import (
@@ -244,6 +256,9 @@ class Driver:
         self._aborted = False
         self._checksum_resolved = False
         self._checksum: str | None = None
+        #: Continuing a multipart upload created by an earlier run (its
+        #: checksum algorithm is known: ``engine.checksum_algorithm``).
+        self._resuming = False
         self._regions: bool | None = None
 
     @property
@@ -357,15 +372,36 @@ class Driver:
         return self._result(etag=part.etag, md5=whole.hexdigest() if whole is not None else None)
 
     async def _checksum_kind(self) -> str | None:
-        """What protects each part: ``"md5"``, ``"crc32c"`` or None
-        (``part_checksum="auto"`` is resolved once, by the endpoint's probe)."""
+        """What protects each part: ``"md5"``, ``"crc32c"`` or None — the one
+        rule, decided once per transfer:
+
+        * resuming a multipart upload: **its algorithm wins** (no probe).
+          Created with ``CRC32C`` ⇒ ``"crc32c"`` whatever the config says (AWS
+          refuses a part without it, and Complete needs every part's);
+          created without ⇒ the config's ``"md5"`` or None, and ``"crc32c"``
+          or ``"auto"`` become ``"md5"`` (AWS refuses a CRC32C part there);
+        * otherwise (a new upload, a single PutObject): ``part_checksum``
+          (None when ``content_md5=False``); ``"auto"`` is ``"crc32c"`` when a
+          native CRC32C is installed and the endpoint honours it
+          (:meth:`Engine.probe_crc32c`, called before CreateMultipartUpload),
+          else ``"md5"``.
+        """
         if not self._checksum_resolved:
-            kind = self.config.part_checksum if self.config.content_md5 else None
-            if kind == "auto":
-                engine = self.engine
-                kind = await resolve_part_checksum(
-                    kind, engine.clients.client, engine.bucket, engine.key
-                )
+            configured = self.config.part_checksum if self.config.content_md5 else None
+            kind = configured
+            if self._resuming:
+                declared = self.engine.checksum_algorithm
+                if declared == CRC32C_ALGORITHM:
+                    kind = "crc32c"
+                elif configured in ("crc32c", "auto"):
+                    kind = "md5"
+                if kind != configured and configured != "auto":
+                    logger.info("upload %s was created with checksum algorithm %s: its parts "
+                                "carry %s, not %s", self.engine.upload_id, declared,
+                                kind, configured)  # fmt: skip
+            elif kind == "auto":
+                honoured = crc32c_is_fast() and await self.engine.probe_crc32c()
+                kind = "crc32c" if honoured else "md5"
             self._checksum, self._checksum_resolved = kind, True
         return self._checksum
 
@@ -392,8 +428,9 @@ class Driver:
             if state is not None and state.completed:
                 return await self._already_complete(state)
         if state is None:
+            kind = await self._checksum_kind()  # "auto": the probe comes before the create
             await self._sweep(keep=None)
-            await engine.create()
+            await engine.create(CRC32C_ALGORITHM if kind == "crc32c" else None)
             await hooks.reach("multipart-create:after", upload_id=engine.upload_id)
             if journal is not None and source.identity is not None:
                 assert engine.upload_id is not None
@@ -405,10 +442,13 @@ class Driver:
                     part_size=self.plan.part_size,
                     size=self.plan.size,
                     source=source.identity,
+                    checksum_algorithm=engine.checksum_algorithm,
                 )
                 await journal.save(state)  # a crash from now on leaves a resumable record
         else:
             engine.upload_id = state.upload_id
+            engine.checksum_algorithm = state.checksum_algorithm
+            self._resuming = True
             if journal is not None:
                 # What S3 holds now (ListParts), so that a later run can tell a
                 # completed upload from a lost one even if this one dies in Complete.
@@ -513,8 +553,10 @@ class Driver:
                         cp.upload_id)  # fmt: skip
             await self.journal.save(None)
             return None, {}
+        listed: dict[int, CompletedPart] | None = None
+        listed_algorithm: str | None = None
         try:
-            listed: dict[int, CompletedPart] | None = await engine.list_parts(cp.upload_id)
+            listed, listed_algorithm = await engine.list_parts(cp.upload_id)
         except S3TransferError as err:
             if upload_gone(err.code, "ListParts"):
                 if cp.parts and len(cp.parts) == plan.part_count:
@@ -530,13 +572,26 @@ class Driver:
                 raise
             logger.info("ListParts not allowed (%s): trusting the journal", err.code)
             listed = None
-        candidates = listed if listed is not None else cp.parts
+        # The upload's algorithm: what S3 lists, else what the journal recorded.
+        algorithm = (listed_algorithm or cp.checksum_algorithm or "").upper() or None
+        if algorithm not in (None, CRC32C_ALGORITHM):
+            logger.info("upload %s was created with checksum algorithm %s (not one aioims "
+                        "sends): aborting it, starting over", cp.upload_id, algorithm)  # fmt: skip
+            await engine.abort(cp.upload_id)
+            await self.journal.save(None)
+            return None, {}
+        candidates = cp.parts
+        if listed is not None:  # S3's list, with CRC32Cs it did not list from the journal
+            candidates = {n: _with_journal_crc(part, cp.parts.get(n)) for n, part in listed.items()}
         trusted = {
             number: part
             for number, part in candidates.items()
-            if 1 <= number <= plan.part_count and part.size == plan.part_length(number)
+            if 1 <= number <= plan.part_count
+            and part.size == plan.part_length(number)
+            and (algorithm != CRC32C_ALGORITHM or part.checksum_crc32c is not None)
         }
         cp.parts = dict(trusted)
+        cp.checksum_algorithm = algorithm
         return cp, trusted
 
     async def _sweep(self, keep: str | None) -> None:
@@ -742,6 +797,14 @@ class Driver:
         except OSError as err:
             logger.warning("could not update the upload journal: %s", err)
             return False
+
+
+def _with_journal_crc(listed: CompletedPart, noted: CompletedPart | None) -> CompletedPart:
+    """A part ListParts showed, with the journal's CRC32C of the same part
+    (same ETag) when S3 did not list one."""
+    if listed.checksum_crc32c is None and noted is not None and noted.etag == listed.etag:
+        return attrs.evolve(listed, checksum_crc32c=noted.checksum_crc32c)
+    return listed
 
 
 async def _safe(awaitable: Awaitable[bool]) -> bool:

@@ -7,11 +7,15 @@ import attrs
 
 @attrs.frozen
 class CompletedPart:
-    """A part S3 has stored (``etag`` as S3 returned it, quotes included)."""
+    """A part S3 has stored (``etag`` as S3 returned it, quotes included;
+    ``checksum_crc32c``: its CRC32C, base64, when it was sent with one — from
+    the UploadPart answer, what was sent, ListParts or the journal; a CRC32C
+    multipart upload is completed with it)."""
 
     part_number: int
     etag: str
     size: int
+    checksum_crc32c: str | None = None
 
 
 @attrs.frozen(kw_only=True)

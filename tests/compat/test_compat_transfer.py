@@ -315,3 +315,40 @@ async def test_checkpoint_temp_files_of_a_killed_writer_are_cleaned(
     )
     check_stored(s3_server, bucket, target.file, data, result)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["disk.img"]
+
+
+# -- per-part checksums: CRC32C where honoured, Content-MD5 where not ---------------------
+
+
+async def test_part_checksums_crc32c_and_auto(
+    s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    """``part_checksum="crc32c"`` (declared at CreateMultipartUpload, every
+    part's CRC32C in Complete) is accepted, and resumed by a run configured
+    for Content-MD5 (the upload's algorithm wins); ``"auto"`` probes once and
+    finds that the server ignores CRC32C (radosgw 16, moto), whose probe
+    object the upload overwrites."""
+    from aioims.transfer import checksums
+
+    data = write(tmp_path / "disk.img", 16 * MiB + 3)
+    checkpoint = tmp_path / "disk.img.upload.json"
+    target = s3_server.target(bucket)
+    crc = s3_server.config(part_checksum="crc32c", max_concurrency=1)
+    await cancel_after_parts(target, tmp_path / "disk.img", checkpoint, 2, crc)
+    assert checkpoint.exists()
+    md5_config = s3_server.config(part_checksum="md5")
+    result = await upload_file(target, tmp_path / "disk.img", config=md5_config,
+                               checkpoint=checkpoint)  # fmt: skip
+    assert result.resumed_parts >= 2 and all(p.checksum_crc32c for p in result.parts)
+    check_stored(s3_server, bucket, target.file, data, result)
+
+    checksums.forget_probes()
+    try:
+        target = s3_server.target(bucket)
+        result = await upload_file(target, tmp_path / "disk.img",
+                                   config=s3_server.config(part_checksum="auto"))  # fmt: skip
+        assert checksums.cached_probe(s3_server.endpoint) is False
+        assert all(p.checksum_crc32c is None for p in result.parts)
+        check_stored(s3_server, bucket, target.file, data, result)
+    finally:
+        checksums.forget_probes()

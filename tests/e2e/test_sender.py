@@ -787,64 +787,9 @@ async def test_given_crc32c_is_sent_as_is(serve: Callable[..., RawServer], threa
     assert request.body == BODY
 
 
-async def test_probe_honoured_is_cached(serve: Callable[..., RawServer]) -> None:
-    from aioims.transfer import checksums
-
-    def script(server: RawServer, wire: Wire, h: Head) -> bool:
-        body = read_body(server, wire, h)
-        good = h.headers.get("x-amz-checksum-crc32c") == checksums.crc32c_b64(body)
-        wire.answer(200 if good else 400, b"" if good else error_xml("BadDigest"))
-        return True
-
-    checksums.forget_probes()
-    server = serve(script)
-    async with s3_client(server.url) as client:
-        assert await checksums.endpoint_honours_crc32c(client, "bkt", "key") is True
-        assert await checksums.endpoint_honours_crc32c(client, "bkt", "key") is True
-        assert await checksums.resolve_part_checksum("auto", client, "bkt", "key") == (
-            "crc32c" if checksums.crc32c_is_fast() else "md5"
-        )
-        assert await checksums.resolve_part_checksum("md5", client, "bkt", "key") == "md5"
-    assert len(server.requests) == 1  # probed once
-    checksums.forget_probes()
-
-
-async def test_probe_access_denied_is_not_cached(serve: Callable[..., RawServer]) -> None:
-    from aioims.transfer import checksums
-
-    def script(server: RawServer, wire: Wire, h: Head) -> bool:
-        read_body(server, wire, h)
-        wire.answer(403, error_xml("AccessDenied"))
-        return True
-
-    checksums.forget_probes()
-    server = serve(script)
-    async with s3_client(server.url) as client:
-        assert await checksums.endpoint_honours_crc32c(client, "bkt", "key") is False
-        assert await checksums.endpoint_honours_crc32c(client, "bkt", "key") is False
-    assert len(server.requests) == 2
-    checksums.forget_probes()
-
-
-async def test_probe_on_an_ignoring_endpoint(s3_url: str, bucket: str, boto3_s3: Any) -> None:
-    """moto, like Ceph before Squid, ignores x-amz-checksum-*: the probe says
-    so and removes the object it wrote."""
-    from aioims.transfer import checksums
-
-    checksums.forget_probes()
-    async with get_session().create_client(
-        "s3",
-        endpoint_url=s3_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=client_config(TransferConfig()),
-    ) as client:
-        assert await checksums.endpoint_honours_crc32c(client, bucket, "probe/key") is False
-        assert checksums.cached_probe(s3_url) is False
-        assert await checksums.resolve_part_checksum("auto", client, bucket, "probe/key") == "md5"
-    assert boto3_s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
-    checksums.forget_probes()
+# The CRC32C probe is an Engine request (Engine.probe_crc32c): tested on FakeS3
+# in tests/unit/test_driver_rules.py and on moto / the S3 front in
+# tests/e2e/test_checksums.py.
 
 
 # --------------------------------------------------------------------------

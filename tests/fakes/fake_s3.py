@@ -24,12 +24,14 @@ response (``ResponseMetadata`` with ``RequestId``, ``HostId``,
 ``botocore.exceptions.ClientError`` with a realistic ``Error.Code``,
 ``Error.Message``, HTTP status and request id.
 
-Operations: ``create_multipart_upload``, ``upload_part`` (``Body``: bytes,
+Operations: ``create_multipart_upload`` (``ChecksumAlgorithm``: kept and
+echoed), ``upload_part`` (``Body``: bytes,
 bytearray, memoryview, BytesIO or any ``read()``-able; ``ContentLength``,
 ``ContentMD5`` (``InvalidDigest`` if malformed, ``BadDigest`` if it does not
 match), ``ChecksumCRC32C`` (``InvalidRequest`` if malformed, ``BadDigest``
 if wrong; echoed back)), ``list_parts`` (``MaxParts``, ``PartNumberMarker``
--> ``IsTruncated``, ``NextPartNumberMarker``), ``list_multipart_uploads``
+-> ``IsTruncated``, ``NextPartNumberMarker``; the upload's
+``ChecksumAlgorithm`` and each part's ``ChecksumCRC32C``), ``list_multipart_uploads``
 (``Prefix``, ``MaxUploads``, ``KeyMarker``/``UploadIdMarker`` ->
 ``NextKeyMarker``/``NextUploadIdMarker``), ``complete_multipart_upload``
 (``MalformedXML``, ``InvalidPartOrder``, ``InvalidPart``, ``EntityTooSmall``
@@ -116,7 +118,26 @@ upload), ``empty_complete_etag`` (radosgw: Complete answers ``ETag: ""``;
 HeadObject still has the real one), ``complete_aborted`` (radosgw:
 ``("InternalError", 500)`` when completing an aborted upload),
 ``complete_completed`` (``"NoSuchUpload"``, AWS's usual answer, or ``"ok"``:
-the same answer again), ``expired_code``.
+the same answer again), ``expired_code``, ``checksums``.
+
+Flexible checksums (``quirks.checksums``; True for AWS, False for radosgw:
+Ceph before Squid ignores them).  Honoured, as AWS does: a wrong
+``ChecksumCRC32C`` is ``BadDigest`` (UploadPart, PutObject) and, for
+multipart uploads, the two AWS rules —
+
+* UploadPart's checksum type must be the one CreateMultipartUpload declared
+  (``ChecksumAlgorithm``): ``InvalidRequest`` "Checksum Type mismatch
+  occurred, expected checksum Type: null, actual checksum Type: crc32c" (or
+  ``crc32c``/``null`` the other way round);
+* CompleteMultipartUpload of an upload created with ``CRC32C`` must list
+  every part's ``ChecksumCRC32C``: ``InvalidRequest`` "The upload was
+  created using a crc32c checksum. The complete request must include the
+  checksum for each part. It was missing for part N in the request."; a
+  wrong one is ``InvalidPart``.  The answer then carries the composite
+  ``ChecksumCRC32C`` (``"<crc32c of the part CRCs>-N"``).
+
+Ignored (radosgw): ``ChecksumAlgorithm`` and ``ChecksumCRC32C`` are accepted,
+checked nowhere, never echoed nor listed.
 """
 
 from __future__ import annotations
@@ -313,6 +334,9 @@ class Quirks:
     complete_aborted: tuple[str, int] | None = None
     complete_completed: str = "NoSuchUpload"
     expired_code: str = "ExpiredToken"
+    #: Honours flexible checksums (x-amz-checksum-crc32c, ChecksumAlgorithm);
+    #: False: accepts and ignores them (Ceph before Squid).
+    checksums: bool = True
 
 
 VARIANTS = {
@@ -322,6 +346,7 @@ VARIANTS = {
         empty_complete_etag=True,
         complete_aborted=("InternalError", 500),
         expired_code="AccessDenied",
+        checksums=False,
     ),
 }
 
@@ -353,6 +378,7 @@ class Upload:
     completed_with: list[tuple[int, str]] | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     content_type: str | None = None
+    checksum_algorithm: str | None = None  # what CreateMultipartUpload declared (upper case)
 
 
 @dataclass
@@ -367,6 +393,7 @@ class StoredObject:
     metadata: dict[str, str] = field(default_factory=dict)
     content_type: str = "binary/octet-stream"
     upload_id: str | None = None
+    checksum_crc32c: str | None = None  # composite "<b64>-N" of a CRC32C multipart upload
 
     @property
     def parts(self) -> int:
@@ -912,11 +939,18 @@ class FakeS3:
                                     client: FakeS3Client) -> dict[str, Any]:  # fmt: skip
         seq = next(self._upload_seq)
         upload_id = f"fake-upload-{seq:06d}-{hashlib.md5(str(seq).encode()).hexdigest()[:12]}"
+        algorithm = str(params.get("ChecksumAlgorithm") or "").upper() or None
+        if not self.quirks.checksums:
+            algorithm = None
         self.uploads[upload_id] = Upload(
             upload_id, params["Bucket"], params["Key"], seq, _now(), client.access_key,
             metadata=dict(params.get("Metadata") or {}), content_type=params.get("ContentType"),
+            checksum_algorithm=algorithm,
         )  # fmt: skip
-        return {"Bucket": params["Bucket"], "Key": params["Key"], "UploadId": upload_id}
+        response = {"Bucket": params["Bucket"], "Key": params["Key"], "UploadId": upload_id}
+        if algorithm is not None:
+            response["ChecksumAlgorithm"] = algorithm
+        return response
 
     def _check_digests(self, params: dict[str, Any], data: bytes | memoryview) -> str | None:
         length = params.get("ContentLength")
@@ -937,7 +971,7 @@ class FakeS3:
                     CalculatedDigest=md5_b64(data),
                 )
         crc = params.get("ChecksumCRC32C")
-        if crc is not None:
+        if crc is not None and self.quirks.checksums:
             try:
                 raw = base64.b64decode(str(crc), validate=True)
             except (binascii.Error, ValueError):
@@ -968,6 +1002,15 @@ class FakeS3:
         upload = self._upload(params)
         if len(data) > 5 * GiB:
             raise _Error("EntityTooLarge")
+        if self.quirks.checksums:
+            declared = (upload.checksum_algorithm or "null").lower()
+            sent = "crc32c" if params.get("ChecksumCRC32C") is not None else "null"
+            if declared != sent:
+                raise _Error(
+                    "InvalidRequest",
+                    message=f"Checksum Type mismatch occurred, expected checksum Type: "
+                    f"{declared}, actual checksum Type: {sent}",
+                )
         crc = self._check_digests(params, data)
         md5_hex = hashlib.md5(data, usedforsecurity=False).hexdigest()
         keep = bytes(data) if len(data) <= self.keep_bytes else None
@@ -997,6 +1040,8 @@ class FakeS3:
             "Owner": {"ID": upload.access_key or "anonymous"},
             "StorageClass": "STANDARD",
         }
+        if upload.checksum_algorithm is not None:
+            response["ChecksumAlgorithm"] = upload.checksum_algorithm
         if page:
             response["Parts"] = []
             for n in page:
@@ -1051,6 +1096,7 @@ class FakeS3:
                     "StorageClass": "STANDARD",
                     "Owner": {"ID": u.access_key or "anonymous"},
                     "Initiator": {"ID": u.access_key or "anonymous"},
+                    **({"ChecksumAlgorithm": u.checksum_algorithm} if u.checksum_algorithm else {}),
                 }
                 for u in page
             ]
@@ -1086,6 +1132,20 @@ class FakeS3:
                     "InvalidPart", UploadId=upload_id, PartNumber=item["PartNumber"],
                     ETag=item.get("ETag"),
                 )  # fmt: skip
+            if upload.checksum_algorithm == "CRC32C":
+                given = item.get("ChecksumCRC32C")
+                if given is None:
+                    raise _Error(
+                        "InvalidRequest",
+                        message="The upload was created using a crc32c checksum. The complete "
+                        "request must include the checksum for each part. It was missing for "
+                        f"part {item['PartNumber']} in the request.",
+                    )
+                if given != part.crc32c:
+                    raise _Error(
+                        "InvalidPart", UploadId=upload_id, PartNumber=item["PartNumber"],
+                        ETag=item.get("ETag"),
+                    )  # fmt: skip
             chosen.append(part)
         for part in chosen[:-1]:
             if part.size < self.min_part_size:
@@ -1102,6 +1162,9 @@ class FakeS3:
             part_md5s=[p.md5 for p in chosen], data=data, metadata=dict(upload.metadata),
             content_type=upload.content_type or "binary/octet-stream", upload_id=upload_id,
         )  # fmt: skip
+        if upload.checksum_algorithm == "CRC32C":
+            raw = b"".join(base64.b64decode(str(p.crc32c)) for p in chosen)
+            stored.checksum_crc32c = f"{crc32c_b64(raw)}-{len(chosen)}"
         self.objects[(upload.bucket, upload.key)] = stored
         upload.state = "completed"
         upload.completed_with = [(p.part_number, p.md5) for p in chosen]
@@ -1109,12 +1172,15 @@ class FakeS3:
         return self._completion(upload, stored)
 
     def _completion(self, upload: Upload, stored: StoredObject) -> dict[str, Any]:
-        return {
+        response = {
             "Location": f"{self.endpoint_url}/{upload.bucket}/{upload.key}",
             "Bucket": upload.bucket,
             "Key": upload.key,
             "ETag": "" if self.quirks.empty_complete_etag else stored.etag,
         }
+        if stored.checksum_crc32c is not None:
+            response["ChecksumCRC32C"] = stored.checksum_crc32c
+        return response
 
     def _op_abort_multipart_upload(self, params: dict[str, Any], body: Any,
                                    client: FakeS3Client) -> dict[str, Any]:  # fmt: skip

@@ -30,6 +30,7 @@ SLOW_TESTS = (
     # these keep the end-to-end promises)
     "tests/e2e/test_migrate.py::*",
     "tests/e2e/test_uploader.py::*",
+    "tests/e2e/test_checksums.py::test_auto_through_the_emulator_upload_image",
     "tests/e2e/test_transfer_faults.py::*",
     "tests/e2e/test_transfer_resume.py::*",
     "tests/e2e/test_emulator_flow.py::*",

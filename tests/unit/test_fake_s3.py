@@ -28,8 +28,8 @@ def code_of(info: pytest.ExceptionInfo[ClientError]) -> tuple[str, int]:
     return response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"]
 
 
-async def start(client: FakeS3Client, key: str = K) -> str:
-    return str((await client.create_multipart_upload(Bucket=B, Key=key))["UploadId"])
+async def start(client: FakeS3Client, key: str = K, **extra: Any) -> str:
+    return str((await client.create_multipart_upload(Bucket=B, Key=key, **extra))["UploadId"])
 
 
 async def put_part(client: FakeS3Client, upload_id: str, number: int, data: bytes,
@@ -153,7 +153,8 @@ async def test_bad_digests_are_rejected_and_nothing_is_stored(
 ) -> None:
     s3 = FakeS3()
     client = s3.client()
-    upload_id = await start(client)
+    crc = {"ChecksumAlgorithm": "CRC32C"} if "ChecksumCRC32C" in extra else {}
+    upload_id = await start(client, **crc)
     params = {"Bucket": B, "Key": K, "UploadId": upload_id, "PartNumber": 1, "Body": b"data"}
     with pytest.raises(ClientError) as info:
         await client.upload_part(**{**params, **extra})
@@ -166,11 +167,92 @@ async def test_bad_digests_are_rejected_and_nothing_is_stored(
 async def test_good_crc32c_is_echoed_and_listed() -> None:
     s3 = FakeS3()
     client = s3.client()
-    upload_id = await start(client)
+    created = await client.create_multipart_upload(Bucket=B, Key=K, ChecksumAlgorithm="CRC32C")
+    assert created["ChecksumAlgorithm"] == "CRC32C"
+    upload_id = created["UploadId"]
     answer = await put_part(client, upload_id, 1, b"data", ChecksumCRC32C=crc32c_b64(b"data"))
     assert answer["ChecksumCRC32C"] == crc32c_b64(b"data")
     page = await client.list_parts(Bucket=B, Key=K, UploadId=upload_id)
     assert page["Parts"][0]["ChecksumCRC32C"] == crc32c_b64(b"data")
+    assert page["ChecksumAlgorithm"] == "CRC32C"
+    uploads = await client.list_multipart_uploads(Bucket=B)
+    assert uploads["Uploads"][0]["ChecksumAlgorithm"] == "CRC32C"
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "extra", "expected", "actual"),
+    [
+        (None, {"ChecksumCRC32C": crc32c_b64(b"data")}, "null", "crc32c"),
+        ("CRC32C", {}, "crc32c", "null"),
+        ("CRC32C", {"ContentMD5": md5_b64(b"data")}, "crc32c", "null"),
+    ],
+)
+async def test_part_checksum_type_must_match_the_upload(
+    algorithm: str | None, extra: dict[str, Any], expected: str, actual: str
+) -> None:
+    """AWS: UploadPart's checksum type must be the one CreateMultipartUpload declared."""
+    s3 = FakeS3()
+    client = s3.client()
+    upload_id = await start(client, **({"ChecksumAlgorithm": algorithm} if algorithm else {}))
+    with pytest.raises(ClientError) as info:
+        await put_part(client, upload_id, 1, b"data", **extra)
+    assert code_of(info) == ("InvalidRequest", 400)
+    message = info.value.response["Error"]["Message"]
+    assert message == (
+        f"Checksum Type mismatch occurred, expected checksum Type: {expected}, "
+        f"actual checksum Type: {actual}"
+    )
+    assert s3.uploads[upload_id].parts == {}
+
+
+async def test_complete_of_a_crc32c_upload_needs_every_part_checksum() -> None:
+    """AWS: an upload created with CRC32C is completed with each part's CRC32C."""
+    s3 = FakeS3(min_part_size=1)
+    client = s3.client()
+    upload_id = await start(client, ChecksumAlgorithm="CRC32C")
+    etags, crcs = [], []
+    for number, data in ((1, b"one"), (2, b"two")):
+        crc = crc32c_b64(data)
+        etags.append((await put_part(client, upload_id, number, data, ChecksumCRC32C=crc))["ETag"])
+        crcs.append(crc)
+    ids = {"Bucket": B, "Key": K, "UploadId": upload_id}
+    missing = [{"PartNumber": 1, "ETag": etags[0], "ChecksumCRC32C": crcs[0]},
+               {"PartNumber": 2, "ETag": etags[1]}]  # fmt: skip
+    with pytest.raises(ClientError) as info:
+        await client.complete_multipart_upload(**ids, MultipartUpload={"Parts": missing})
+    assert code_of(info) == ("InvalidRequest", 400)
+    assert info.value.response["Error"]["Message"] == (
+        "The upload was created using a crc32c checksum. The complete request must include "
+        "the checksum for each part. It was missing for part 2 in the request."
+    )
+    wrong = [{**missing[0]}, {**missing[1], "ChecksumCRC32C": crcs[0]}]
+    with pytest.raises(ClientError) as info:
+        await client.complete_multipart_upload(**ids, MultipartUpload={"Parts": wrong})
+    assert code_of(info) == ("InvalidPart", 400)
+    good = [{**missing[0]}, {**missing[1], "ChecksumCRC32C": crcs[1]}]
+    answer = await client.complete_multipart_upload(**ids, MultipartUpload={"Parts": good})
+    raw = base64.b64decode(crcs[0]) + base64.b64decode(crcs[1])
+    assert answer["ChecksumCRC32C"] == f"{crc32c_b64(raw)}-2"
+    assert s3.objects[(B, K)].data == b"onetwo"
+
+
+async def test_radosgw_ignores_flexible_checksums() -> None:
+    """Ceph before Squid: CRC32C and ChecksumAlgorithm accepted, checked nowhere."""
+    s3 = FakeS3("radosgw", min_part_size=1)
+    client = s3.client()
+    created = await client.create_multipart_upload(Bucket=B, Key=K, ChecksumAlgorithm="CRC32C")
+    assert "ChecksumAlgorithm" not in created
+    upload_id = created["UploadId"]
+    answer = await put_part(client, upload_id, 1, b"data", ChecksumCRC32C=crc32c_b64(b"other"))
+    assert "ChecksumCRC32C" not in answer
+    page = await client.list_parts(Bucket=B, Key=K, UploadId=upload_id)
+    assert "ChecksumAlgorithm" not in page and "ChecksumCRC32C" not in page["Parts"][0]
+    await client.complete_multipart_upload(
+        Bucket=B, Key=K, UploadId=upload_id,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": answer["ETag"]}]},
+    )  # fmt: skip
+    await client.put_object(Bucket=B, Key="p", Body=b"data", ChecksumCRC32C=crc32c_b64(b"x"))
+    assert s3.objects[(B, "p")].size == 4
 
 
 # --- listing -----------------------------------------------------------------------------

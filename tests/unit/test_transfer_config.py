@@ -317,13 +317,37 @@ def test_checkpoint_roundtrip_mode_and_content(tmp_path: Path) -> None:
     assert set(data) == {
         "version", "kind", "bucket", "key", "image_id", "upload_id",
         "part_size", "size", "source", "parts", "completed", "etag", "updated_at",
+        "checksum_algorithm",
     }  # fmt: skip
+    assert data["checksum_algorithm"] is None
+    assert all("checksum_crc32c" not in p for p in data["parts"])  # only when known
     loaded = read_checkpoint(path)
     assert loaded is not None
     assert loaded.parts == _checkpoint().parts and loaded.source == _checkpoint().source
     # Atomic: a second write replaces it, leaving no temp files behind.
     write_checkpoint(path, _checkpoint())
     assert [p.name for p in tmp_path.iterdir()] == ["cp.json"]
+
+
+def test_checkpoint_keeps_the_checksum_algorithm_and_part_crc32cs(tmp_path: Path) -> None:
+    path = tmp_path / "cp.json"
+    state = _checkpoint()
+    state.checksum_algorithm = "CRC32C"
+    state.parts = {1: CompletedPart(1, '"e1"', 5 * MiB, "AAAAAA==")}
+    write_checkpoint(path, state)
+    data = json.loads(path.read_text())
+    assert data["checksum_algorithm"] == "CRC32C"
+    assert data["parts"][0]["checksum_crc32c"] == "AAAAAA=="
+    loaded = read_checkpoint(path)
+    assert loaded is not None and loaded.checksum_algorithm == "CRC32C"
+    assert loaded.parts == state.parts
+    # A file of an older version (no such keys): no algorithm declared, no CRCs.
+    del data["checksum_algorithm"]
+    del data["parts"][0]["checksum_crc32c"]
+    path.write_text(json.dumps(data))
+    old = read_checkpoint(path)
+    assert old is not None and old.checksum_algorithm is None
+    assert old.parts[1].checksum_crc32c is None
 
 
 def test_checkpoint_unreadable_is_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
