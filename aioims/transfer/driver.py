@@ -108,24 +108,33 @@ def sends_file_region(
     source: PartSource,
 ) -> bool:
     """Are parts sent as :class:`~aioims.transfer.region.FileRegion` bodies
-    (``sendfile`` from the file, no part buffer) instead of being read?
+    (sent by the sender's worker threads straight from the file, no part
+    buffer) instead of being read?
 
-    Exactly when no byte of a part has to pass through Python:
+    Regions on http and https; sendfile only on http (the sender sends a
+    region with ``sendfile`` on ``http://``, and over TLS reads it slice by
+    slice into its thread's slice buffer).  Exactly when nothing but the
+    sender needs a part's bytes:
 
     * the threaded sender sends the parts (``sender="thread"``; aiohttp
       would read the bytes on the event loop);
-    * the endpoint is plain ``http://`` (TLS encrypts in user space);
+    * the endpoint is ``http://`` or ``https://``;
     * no per-part checksum (``checksum`` is None: no Content-MD5, no CRC32C);
     * no whole-file MD5 (``whole_md5`` False: no hasher reads the parts);
     * no SigV4 payload signing (botocore would SHA-256 the body);
+    * no flexible checksum of botocore's own
+      (``request_checksum_calculation="when_required"``: else botocore
+      reads the body for a CRC32 header, or wraps it in an aws-chunked body
+      with a trailer over TLS);
     * the source is a regular file (a :class:`FileSource`).
     """
     return (
         config.sender == "thread"
-        and endpoint.lower().startswith("http://")
+        and endpoint.lower().startswith(("http://", "https://"))
         and checksum is None
         and not whole_md5
         and not config.sign_payload
+        and config.request_checksum_calculation == "when_required"
         and isinstance(source, FileSource)
         and source.regular
     )

@@ -2,13 +2,14 @@
 
 :class:`FileRegion` stands for ``length`` bytes of a file at ``offset``
 (the file descriptor stays its :class:`~aioims.transfer.sources.FileSource`'s).
-It is what the driver hands botocore instead of a part buffer when no byte
-of the part needs to pass through Python (see
+It is what the driver hands botocore instead of a part buffer when nothing
+(no checksum, no payload signature) needs the part's bytes (see
 :func:`aioims.transfer.driver.sends_file_region`): the threaded sender
-(:mod:`aioims.transfer.sender`) then sends it with ``sendfile`` from a
-worker thread on a plain-HTTP connection — the kernel copies the page cache
-to the socket — and, on any other path (TLS, a proxy), reads it into a part
-buffer in a worker thread first.
+(:mod:`aioims.transfer.sender`) then sends it from a worker thread straight
+from the file: with ``sendfile`` on a plain-HTTP connection — the kernel
+copies the page cache to the socket — and over TLS by reading it slice by
+slice into the thread's own slice buffer; only through a proxy is it read
+into a part buffer (:meth:`FileRegion.to_buffer`, in a worker thread) first.
 
 botocore never reads it when nothing needs its bytes (no Content-MD5, no
 flexible checksum, no payload signing): it takes its ``Content-Length``

@@ -16,14 +16,17 @@ only how the bytes of a *large* request body reach the socket:
   process-wide pool over a keep-alive blocking socket:
   ``sendall(memoryview)`` in 1 MiB slices (``SSL_write`` releases the GIL);
 * a ``PUT`` whose body is a :class:`~aioims.transfer.region.FileRegion` (a
-  part the driver did not read: plain HTTP, no checksum needs its bytes),
-  whatever its size, to an ``http://`` URL no proxy applies to, is sent by a
-  worker thread with ``os.sendfile`` from the file to the socket, in
-  :data:`SEND_SLICE` slices (the kernel copies the page cache; no byte
-  passes through Python).  On any other path (``https://``, a proxy, a
-  platform without ``sendfile``) the region is first read into a part
-  buffer in a worker thread — never on the event loop — and that buffer is
-  sent as above (or by aiohttp, through the proxy);
+  part the driver did not read: no checksum needs its bytes), whatever its
+  size, to an ``http://`` or ``https://`` URL no proxy applies to, is sent
+  by a worker thread straight from the file, in :data:`SEND_SLICE` slices:
+  on ``http://`` with ``os.sendfile`` (the kernel copies the page cache; no
+  byte passes through Python); on ``https://`` (or a platform without
+  ``sendfile``) the thread reads each slice (``preadv``) into its own
+  reusable slice buffer (one per worker thread, allocated once, never
+  shared) and sends it with ``sendall`` — no part-sized buffer, no hop
+  through the event loop or an executor.  Through a proxy the region is
+  first read into a part buffer in the loop's default executor — never on
+  the event loop — and that buffer is sent by aiohttp, through the proxy;
 * everything else — and every request when a proxy applies to the URL — goes
   through aiobotocore's own aiohttp session, unchanged.
 
@@ -47,7 +50,7 @@ Behaviour of the threaded path:
 * ``Expect: 100-continue`` (added by botocore, not signed) is not sent: the
   early-answer check above serves the same purpose without a round trip.
 * Cancellation: the coroutine never returns before the worker thread has
-  let go of the body's buffer.  On cancellation it aborts the send (shuts
+  let go of the body (its buffer, or its file).  On cancellation it aborts the send (shuts
   the socket down), waits (shielded) for the thread to finish, then raises
   ``CancelledError`` — so a part buffer is never reused while it is sent.
 * Progress: a body with an ``on_read(position)`` callback (aioims' part
@@ -55,9 +58,11 @@ Behaviour of the threaded path:
   and hops to its own loop) has it called by the worker thread after every
   slice sent.
 * A file region whose file became shorter than the region (``sendfile``
-  reaches the end of the file early) fails with
+  or ``preadv`` reaches the end of the file early) fails with
   :class:`~aioims.transfer.errors.SourceChangedError` (not retried); the
-  connection, which carried part of a body, is closed.
+  connection, which carried part of a body, is closed (never a short body).
+  A stale keep-alive connection replaced mid-request sends the region again
+  from its start.
 * The worker threads are started once per process, off the event loop
   (:func:`start_sender_pool`, or lazily by the first session through the
   loop's default executor), and grow to the largest ``max_pool_connections``
@@ -93,6 +98,7 @@ from botocore.exceptions import (
 )
 
 from .errors import SourceChangedError
+from .hashing import _pread_into
 from .region import FileRegion
 
 logger = logging.getLogger("aioims.transfer")
@@ -235,7 +241,9 @@ class _Job:
     """One request for a worker thread; ``abort()`` may be called from the loop.
 
     The body is ``body`` (a view of the caller's bytes) or, when ``body`` is
-    None, ``length`` bytes of the file ``file = (fd, offset)`` (sendfile)."""
+    None, ``length`` bytes of the file ``file = (fd, offset)``: sent with
+    ``sendfile`` when ``sendfile`` is true, else read slice by slice into the
+    thread's slice buffer and sent from it."""
 
     def __init__(
         self,
@@ -245,10 +253,12 @@ class _Job:
         *,
         file: tuple[int, int] | None = None,
         length: int | None = None,
+        sendfile: bool = False,
     ) -> None:
         self.head = head
         self.body = body
         self.file = file
+        self.sendfile = sendfile
         self.length = len(body) if body is not None else int(length or 0)
         self.read_timeout = read_timeout
         #: ``(on_read, start)``: progress of a body with an ``on_read(position)``
@@ -407,7 +417,7 @@ def _send_body(conn: _Conn, job: _Job) -> bool:
     """Send the body; False if an answer arrived before it was all sent."""
     body = job.body
     if body is None:
-        return _send_file(conn, job)
+        return _send_file(conn, job) if job.sendfile else _send_file_slices(conn, job)
     total = len(body)
     offset = 0
     while offset < total:
@@ -467,6 +477,48 @@ def _send_file(conn: _Conn, job: _Job) -> bool:
                     f"short read at offset {start + offset}: the file shrank during the upload"
                 )
             offset += sent
+        if job.progress is not None:
+            on_read, first = job.progress
+            on_read(first + offset)
+        if offset < total and _early_answer(conn):
+            return False
+    return True
+
+
+_THREAD = threading.local()
+
+
+def _slice_buffer() -> memoryview:
+    """The calling thread's slice buffer: :data:`SEND_SLICE` bytes, allocated
+    at its first use and kept for the thread's life (worker threads live as
+    long as the process); never shared with another thread."""
+    view: memoryview | None = getattr(_THREAD, "slice", None)
+    if view is None:
+        view = _THREAD.slice = memoryview(bytearray(SEND_SLICE))
+    return view
+
+
+def _send_file_slices(conn: _Conn, job: _Job) -> bool:
+    """Send ``job.length`` bytes of ``job.file`` by reading them (``preadv``)
+    into the thread's slice buffer, one :data:`SEND_SLICE` at a time, and
+    ``sendall``-ing each (over TLS: ``SSL_write``, GIL released); False if an
+    answer arrived before the end.  Only this thread touches the buffer, and
+    a send that failed leaves it to nobody (its connection is closed), so it
+    is refilled freely.  A file that ends before the region's end raises
+    :class:`SourceChangedError` before the slice is sent: never a short body."""
+    assert job.file is not None
+    fd, start = job.file
+    buffer = _slice_buffer()
+    total = job.length
+    offset = 0
+    while offset < total:
+        if job.aborted:
+            raise _Aborted()
+        count = min(SEND_SLICE, total - offset)
+        with buffer[:count] as piece:
+            _pread_into(fd, piece, start + offset)
+            conn.sock.sendall(piece)
+        offset += count
         if job.progress is not None:
             on_read, first = job.progress
             on_read(first + offset)
@@ -566,9 +618,11 @@ class ThreadedSession(AIOHTTPSession):  # type: ignore[misc]
         self._tls: ssl.SSLContext | None = None
         self._open = True
         #: Requests sent by the threads (of them, file regions sent with
-        #: sendfile) / by aiohttp (for tests and benchmarks).
+        #: sendfile / read slice by slice by the thread) / by aiohttp (for
+        #: tests and benchmarks).
         self.threaded_sends = 0
         self.sendfile_sends = 0
+        self.region_sends = 0
         self.fallback_sends = 0
 
     async def __aenter__(self) -> ThreadedSession:
@@ -616,11 +670,10 @@ class ThreadedSession(AIOHTTPSession):  # type: ignore[misc]
             return None
         return _body_view(request.body, length)
 
-    def _sendfile_length(self, request: Any, region: FileRegion) -> int | None:
-        """The length of a file region to send with ``sendfile`` (plain HTTP,
-        no proxy, the region's bytes left = Content-Length), else None."""
-        if not _HAVE_SENDFILE or urlsplit(request.url).scheme != "http":
-            return None
+    def _region_length(self, request: Any, region: FileRegion) -> int | None:
+        """The length of a file region the worker threads send from the file
+        (``http://`` or ``https://``, no proxy, the region's bytes left =
+        Content-Length), else None."""
         length = self._put_length(request)
         if length is None or length != len(region):
             return None
@@ -649,10 +702,12 @@ class ThreadedSession(AIOHTTPSession):  # type: ignore[misc]
         return await self._response(request, answer)
 
     async def _send_region(self, request: Any, region: FileRegion) -> Any:
-        """A file region: ``sendfile`` by a worker thread on plain HTTP; on
-        any other path its bytes are read into a part buffer by a worker
-        thread (never on the loop) and that buffer is sent instead."""
-        length = self._sendfile_length(request, region)
+        """A file region, sent by a worker thread from the file: with
+        ``sendfile`` on ``http://``, read slice by slice into the thread's
+        slice buffer on ``https://`` (or without ``sendfile``).  Through a
+        proxy its bytes are read into a part buffer in the default executor
+        (never on the loop) and that buffer is sent instead."""
+        length = self._region_length(request, region)
         if length is None:
             loop = asyncio.get_running_loop()
             buffer = await _settle(loop.run_in_executor(None, region.to_buffer))
@@ -663,10 +718,20 @@ class ThreadedSession(AIOHTTPSession):  # type: ignore[misc]
                 request.body = region
             region.seek(buffer.tell(), io.SEEK_CUR)  # what was consumed of it
             return response
+        sendfile = _HAVE_SENDFILE and urlsplit(request.url).scheme == "http"
         self.threaded_sends += 1
-        self.sendfile_sends += 1
+        if sendfile:
+            self.sendfile_sends += 1
+        else:
+            self.region_sends += 1
         position = region.tell()
-        job = self._job(request, None, file=(region.fd, region.offset + position), length=length)
+        job = self._job(
+            request,
+            None,
+            file=(region.fd, region.offset + position),
+            length=length,
+            sendfile=sendfile,
+        )
         if region.on_read is not None:
             job.progress = (region.on_read, position)
         answer = await self._submit(job, request.url)
@@ -695,6 +760,7 @@ class ThreadedSession(AIOHTTPSession):  # type: ignore[misc]
         *,
         file: tuple[int, int] | None = None,
         length: int | None = None,
+        sendfile: bool = False,
     ) -> _Job:
         parts = urlsplit(request.url)
         target = parts.path or "/"
@@ -718,7 +784,7 @@ class ThreadedSession(AIOHTTPSession):  # type: ignore[misc]
         context = getattr(request, "context", None)
         if context and context.get("read_timeout") is not None:
             read_timeout = context["read_timeout"]
-        return _Job(head, view, read_timeout, file=file, length=length)
+        return _Job(head, view, read_timeout, file=file, length=length, sendfile=sendfile)
 
     # -- worker thread side -------------------------------------------------
 

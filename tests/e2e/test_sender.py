@@ -570,11 +570,17 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"ca": ca_path, "other": other_path, "cert": cert_path, "key": key_path}
 
 
-@pytest.fixture
-def tls_server(serve: Callable[..., RawServer], pki: dict[str, Path]) -> RawServer:
+@pytest.fixture(scope="module")
+def server_tls(pki: dict[str, Path]) -> ssl.SSLContext:
+    """The scripted server's TLS context (the leaf of ``pki``)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(pki["cert"], pki["key"])
-    return serve(ok_script, tls=context)
+    return context
+
+
+@pytest.fixture
+def tls_server(serve: Callable[..., RawServer], server_tls: ssl.SSLContext) -> RawServer:
+    return serve(ok_script, tls=server_tls)
 
 
 async def test_tls_ip_certificate_with_ca_bundle(
@@ -1076,16 +1082,325 @@ async def test_region_through_a_proxy_is_read_off_the_loop(
     assert region.positions and region.positions[-1] == len(BODY)  # progress via aiohttp's reads
 
 
-async def test_region_over_tls_is_read_by_a_thread_then_sent(
-    tls_server: RawServer, pki: dict[str, Path], region_file: Callable[[bytes], int]
+# --------------------------------------------------------------------------
+# File regions over TLS: read slice by slice by the worker thread that sends
+# them, into its own slice buffer (no part buffer, no executor hop)
+
+
+@pytest.fixture
+def slice_buffers(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int, int]]:
+    """``(thread id, id of the buffer, its size)`` of every slice buffer the
+    sender threads took."""
+    from aioims.transfer import sender
+
+    taken: list[tuple[int, int, int]] = []
+    original = sender._slice_buffer
+
+    def noting() -> memoryview:
+        view = original()
+        taken.append((threading.get_ident(), id(view.obj), len(view)))
+        return view
+
+    monkeypatch.setattr(sender, "_slice_buffer", noting)
+    return taken
+
+
+@pytest.fixture
+def part_buffers(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Sizes of the part buffers (``PartBuffer``) allocated, wherever."""
+    from aioims.transfer.hashing import PartBuffer
+
+    sizes: list[int] = []
+    original = io.BytesIO.__init__
+
+    def counting(self: Any, initial_bytes: Any = b"") -> None:
+        sizes.append(len(initial_bytes))
+        original(self, initial_bytes)
+
+    monkeypatch.setattr(PartBuffer, "__init__", counting)
+    return sizes
+
+
+async def test_region_over_tls_is_read_by_the_sending_thread(
+    tls_server: RawServer,
+    pki: dict[str, Path],
+    region_file: Callable[[bytes], int],
+    slice_buffers: list[tuple[int, int, int]],
+    part_buffers: list[int],
 ) -> None:
+    fd = region_file(b"head" + BODY * 2 + b"trailing bytes")
+    region = CountingRegion(fd, 4, len(BODY))
+    second = CountingRegion(fd, 4 + len(BODY), len(BODY))
+    small = CountingRegion(fd, 0, 10)  # below THREAD_MIN_BODY: still the thread's
+    async with s3_client(tls_server.url, verify=str(pki["ca"]), s3=UNSIGNED) as client:
+        await client.upload_part(Bucket="bkt", Key="k", UploadId="u", PartNumber=1, Body=region)
+        await client.upload_part(Bucket="bkt", Key="k", UploadId="u", PartNumber=2, Body=second)
+        await client.put_object(Bucket="bkt", Key="small", Body=small)
+        session = session_of(client)
+        counts = (session.sendfile_sends, session.region_sends, session.threaded_sends)
+        assert counts == (0, 3, 3) and session.fallback_sends == 0
+    assert [r.body for r in tls_server.requests] == [BODY, BODY, b"head" + BODY[:6]]
+    assert tls_server.requests[0].headers["content-length"] == str(len(BODY))
+    assert tls_server.connections == 1  # TLS keep-alive across regions
+    # nobody but the sending thread read it: no read(), no to_buffer(), no part buffer
+    assert (region.reads, second.reads, small.reads) == (0, 0, 0)
+    assert part_buffers == []
+    # one slice buffer per worker thread, SEND_SLICE bytes, reused, never shared
+    assert len(slice_buffers) == 3
+    assert all(size == SEND_SLICE for _, _, size in slice_buffers)
+    assert threading.get_ident() not in {thread for thread, _, _ in slice_buffers}
+    owners: dict[int, int] = {}
+    for thread, buffer, _ in slice_buffers:
+        assert owners.setdefault(buffer, thread) == thread
+    # consumed as aiohttp leaves a body; progress after every slice
+    assert region.tell() == len(BODY)
+    assert region.positions == sorted(region.positions)
+    assert len(region.positions) == -(-len(BODY) // SEND_SLICE)
+    assert region.positions[-1] == len(BODY)
+
+
+async def test_region_over_tls_stale_keep_alive_resends_from_the_start(
+    serve: Callable[..., RawServer],
+    server_tls: ssl.SSLContext,
+    pki: dict[str, Path],
+    region_file: Callable[[bytes], int],
+) -> None:
+    """The kept-alive TLS connection is dropped after the server took more
+    than a slice of the second request's body: the thread sends the region
+    again on a new connection, re-read from the region's start."""
+    body = BODY * 4  # 12 MiB: more than the socket buffers take
+
+    def script(server: RawServer, wire: Wire, h: Head) -> bool:
+        if h.conn == 1 and h.n == 2:
+            wire.read(SEND_SLICE + SEND_SLICE // 2)
+            wire.reset()
+            return False
+        return ok_script(server, wire, h)
+
+    server = serve(script, tls=server_tls)
+    fd = region_file(body)
+    async with s3_client(server.url, verify=str(pki["ca"]), s3=UNSIGNED) as client:
+        for key in ("a", "b"):
+            region = CountingRegion(fd, 0, len(body))
+            await client.put_object(Bucket="bkt", Key=key, Body=region)
+            assert region.tell() == len(body) and region.reads == 0
+        assert session_of(client).region_sends == 2
+    assert server.connections == 2
+    assert [(r.target, r.body == body) for r in server.requests] == [
+        ("/bkt/a", True),
+        ("/bkt/b", True),
+    ]
+
+
+async def test_region_over_tls_403_before_the_body_ends_is_read(
+    serve: Callable[..., RawServer],
+    server_tls: ssl.SSLContext,
+    pki: dict[str, Path],
+    region_file: Callable[[bytes], int],
+) -> None:
+    def script(server: RawServer, wire: Wire, h: Head) -> bool:
+        if h.conn == 1:
+            wire.read(64 * 1024)
+            wire.answer(403, error_xml("AccessDenied"), close=True)
+            with contextlib.suppress(OSError):  # drain the records, undecrypted
+                while socket.socket.recv(wire.sock, 1 << 20):
+                    pass
+            return False
+        return ok_script(server, wire, h)
+
+    server = serve(script, tls=server_tls)
+    fd = region_file(BODY * 8)  # 24 MiB: more than the socket buffers take
+    async with s3_client(server.url, verify=str(pki["ca"]), s3=UNSIGNED) as client:
+        with pytest.raises(ClientError) as caught:
+            await client.put_object(Bucket="bkt", Key="k", Body=CountingRegion(fd, 0, 24 * MiB))
+        assert caught.value.response["Error"]["Code"] == "AccessDenied"
+        failure = classify(caught.value)
+        assert failure is not None and failure.kind is FailureKind.PERMANENT
+        # the connection that answered early is not reused
+        await client.put_object(Bucket="bkt", Key="k2", Body=CountingRegion(fd, 0, len(BODY)))
+        assert session_of(client).region_sends == 2
+    assert server.connections == 2
+    assert server.requests[-1].body == BODY
+
+
+async def test_region_over_tls_of_a_file_that_shrank_fails_clearly(
+    serve: Callable[..., RawServer],
+    server_tls: ssl.SSLContext,
+    pki: dict[str, Path],
+    region_file: Callable[[bytes], int],
+    tmp_path: Path,
+) -> None:
+    """The read of the second slice comes back short: a SourceChangedError
+    (never retried), the connection closed with the body unfinished — the
+    server never gets a short body, nor is it left waiting."""
+    from aioims.transfer.errors import SourceChangedError
+
+    def script(server: RawServer, wire: Wire, h: Head) -> bool:
+        try:
+            read_body(server, wire, h)
+        except OSError:
+            server.events["eof"].set()  # the client closed the connection mid-body
+            return False
+        wire.answer(200)
+        return True
+
+    server = serve(script, tls=server_tls)
     fd = region_file(BODY)
     region = CountingRegion(fd, 0, len(BODY))
-    async with s3_client(tls_server.url, verify=str(pki["ca"]), s3=UNSIGNED) as client:
-        await client.put_object(Bucket="bkt", Key="k", Body=region)
-        session = session_of(client)
-        assert (session.sendfile_sends, session.threaded_sends) == (0, 1)
-    assert tls_server.requests[0].body == BODY
-    assert region.reads == 1 and region.read_threads[0] != threading.get_ident()
-    assert region.tell() == len(BODY)
-    assert region.positions[-1] == len(BODY)
+    os.truncate(tmp_path / "file-0.bin", SEND_SLICE + 100)  # shrinks under the open fd
+    async with s3_client(server.url, verify=str(pki["ca"]), s3=UNSIGNED) as client:
+        with pytest.raises(SourceChangedError, match="shrank"):
+            await client.put_object(Bucket="bkt", Key="k", Body=region)
+        assert classify(SourceChangedError("x")) is None  # not retried by the engine
+        assert await asyncio.to_thread(server.events["eof"].wait, 10)
+        # the sender still works (a new connection)
+        await client.put_object(Bucket="bkt", Key="k2", Body=io.BytesIO(BODY))
+    assert server.connections == 2
+    assert [r.target for r in server.requests] == ["/bkt/k2"]
+    assert region.reads == 0
+
+
+async def test_region_over_tls_silent_server_times_out(
+    serve: Callable[..., RawServer],
+    server_tls: ssl.SSLContext,
+    pki: dict[str, Path],
+    region_file: Callable[[bytes], int],
+) -> None:
+    def script(server: RawServer, wire: Wire, h: Head) -> bool:
+        server.events["release"].wait(30)  # reads nothing: sendall waits for room
+        return False
+
+    server = serve(script, tls=server_tls)
+    fd = region_file(BODY * 16)  # 48 MiB: far more than the socket buffers hold
+    async with s3_client(
+        server.url, verify=str(pki["ca"]), read_timeout=0.3, s3=UNSIGNED
+    ) as client:
+        with pytest.raises(ReadTimeoutError) as caught:
+            await client.put_object(Bucket="bkt", Key="k", Body=CountingRegion(fd, 0, 48 * MiB))
+    failure = classify(caught.value)
+    assert failure is not None and failure.kind is FailureKind.TRANSIENT
+
+
+async def test_region_over_tls_cancel_mid_body_waits_for_the_thread(
+    serve: Callable[..., RawServer],
+    server_tls: ssl.SSLContext,
+    pki: dict[str, Path],
+    region_file: Callable[[bytes], int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aioims.transfer import sender
+
+    def script(server: RawServer, wire: Wire, h: Head) -> bool:
+        wire.read(64 * 1024)
+        server.events["started"].set()
+        server.events["release"].wait(30)  # stop reading: the thread's sendall blocks
+        with contextlib.suppress(OSError):
+            while socket.socket.recv(wire.sock, 1 << 20):
+                pass
+        server.events["eof"].set()  # the client gave up the connection
+        return False
+
+    inside: list[str] = []
+    original = sender._send_file_slices
+
+    def tracked(conn: Any, job: Any) -> bool:
+        inside.append("enter")
+        try:
+            return original(conn, job)
+        finally:
+            inside.append("exit")
+
+    monkeypatch.setattr(sender, "_send_file_slices", tracked)
+    server = serve(script, tls=server_tls)
+    fd = region_file(BODY * 16)  # 48 MiB
+    async with s3_client(server.url, verify=str(pki["ca"]), read_timeout=30, s3=UNSIGNED) as client:
+        task = asyncio.ensure_future(
+            client.put_object(Bucket="bkt", Key="k", Body=CountingRegion(fd, 0, 48 * MiB))
+        )
+        assert await asyncio.to_thread(server.events["started"].wait, 10)
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # the worker thread had let go of the file before the coroutine returned
+        assert inside == ["enter", "exit"]
+        server.events["release"].set()
+        assert await asyncio.to_thread(server.events["eof"].wait, 10)  # socket shut down
+        server.script = ok_script
+        await client.put_object(Bucket="bkt", Key="k2", Body=CountingRegion(fd, 0, len(BODY)))
+    assert inside == ["enter", "exit"] * 2
+    assert server.requests[-1].body == BODY
+
+
+def mini_s3_script(server: RawServer, wire: Wire, h: Head) -> bool:
+    """Just enough S3 for one multipart upload (or a single PUT) through
+    upload_file: parts kept in ``server.requests``, ETags = MD5s."""
+    from urllib.parse import parse_qs, urlsplit
+
+    body = read_body(server, wire, h)
+    query = parse_qs(urlsplit(h.target).query, keep_blank_values=True)
+    if h.method == "POST" and "uploads" in query:
+        wire.answer(200, b"<InitiateMultipartUploadResult><UploadId>up1</UploadId>"
+                         b"</InitiateMultipartUploadResult>")  # fmt: skip
+    elif h.method == "POST" and "uploadId" in query:
+        xml = b'<CompleteMultipartUploadResult><ETag>"x-1"</ETag></CompleteMultipartUploadResult>'
+        wire.answer(200, xml)
+    elif h.method == "PUT":
+        etag = f'"{hashlib.md5(body).hexdigest()}"'.encode()
+        head = [b"HTTP/1.1 200 OK", b"Content-Length: 0", b"ETag: " + etag]
+        wire.sock.sendall(b"\r\n".join(head) + b"\r\n\r\n")
+    else:
+        wire.answer(204 if h.method == "DELETE" else 200)
+    return True
+
+
+@pytest.mark.parametrize("md5", [False, True])
+async def test_upload_file_over_https_sends_regions(
+    serve: Callable[..., RawServer],
+    server_tls: ssl.SSLContext,
+    pki: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    part_buffers: list[int],
+    md5: bool,
+) -> None:
+    """A byte-exact multipart upload over HTTPS, integrity off: every part is
+    a file region read by its sending thread — no part buffer at all.  With
+    the whole-file MD5 (the control) the parts are read into part buffers."""
+    from aioims import UploadTarget
+    from aioims.transfer import sender, upload_file
+
+    regions: list[int] = []
+    original = sender._send_file_slices
+
+    def counting(conn: Any, job: Any) -> bool:
+        regions.append(job.length)
+        return original(conn, job)
+
+    monkeypatch.setattr(sender, "_send_file_slices", counting)
+    server = serve(mini_s3_script, tls=server_tls)
+    data = os.urandom(13 * MiB + 5)
+    path = tmp_path / "image.raw"
+    path.write_bytes(data)
+    target = UploadTarget(
+        access_key="testing", secret_key="testing", bucket="bkt", file="img/a b.raw",
+        domain=server.url,
+    )  # fmt: skip
+    config = TransferConfig(
+        sender="thread", content_md5=False, payload_signing=False, part_size=5 * MiB,
+        max_concurrency=2, ca_bundle=str(pki["ca"]),
+    )  # fmt: skip
+    result = await upload_file(target, path, config=config, md5=md5)
+    assert result.size == len(data) and len(result.parts) == 3
+    parts = {
+        int(r.target.split("partNumber=")[1].split("&")[0]): r.body
+        for r in server.requests
+        if r.method == "PUT"
+    }
+    assert b"".join(parts[n] for n in sorted(parts)) == data
+    if md5:
+        assert result.md5 == hashlib.md5(data).hexdigest()
+        assert regions == [] and part_buffers  # the control: the counter counts
+    else:
+        assert sorted(regions) == [3 * MiB + 5, 5 * MiB, 5 * MiB]
+        assert part_buffers == []

@@ -1,8 +1,9 @@
-"""Parts sent as file regions (``sendfile``) by the driver: the rule that
-decides it, the region body itself, and whole uploads (byte-exact to moto,
-checked with an independent boto3 client; bigger ones to the zero-cost
-sink).  The sender's side on the wire (keep-alive, early answers, TLS and
-proxy fallbacks, cancellation, a file that shrinks) is in
+"""Parts sent as file regions by the driver (``sendfile`` on plain HTTP):
+the rule that decides it, the region body itself, and whole uploads
+(byte-exact to moto, checked with an independent boto3 client; bigger ones
+to the zero-cost sink).  The sender's side on the wire (keep-alive, early
+answers, regions over TLS read by the sending thread — a whole upload over
+HTTPS too —, the proxy fallback, cancellation, a file that shrinks) is in
 ``test_sender.py``."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from botocore.utils import determine_content_length
 
@@ -112,19 +114,32 @@ async def test_the_rule(tmp_path: Path) -> None:
     path.write_bytes(b"x" * 100)
     http, https = "http://s3.local:9000", "https://s3.local"
     async with FileSource(path) as source:
+        # regions on http and https (sendfile only on http: the sender's choice)
         assert sends_file_region(BARE, http, None, False, source)
         assert sends_file_region(BARE, "HTTP://S3.LOCAL", None, False, source)
+        assert sends_file_region(BARE, https, None, False, source)
+        assert sends_file_region(BARE, "HTTPS://S3.LOCAL", None, False, source)
         # every condition alone turns it off
-        assert not sends_file_region(BARE, https, None, False, source)  # TLS
+        assert not sends_file_region(BARE, "ftp://s3.local", None, False, source)
+        assert not sends_file_region(BARE, https, "md5", False, source)  # Content-MD5
+        assert not sends_file_region(BARE, https, "crc32c", False, source)  # CRC32C
+        assert not sends_file_region(BARE, https, None, True, source)  # whole-file MD5
         assert not sends_file_region(BARE, http, "md5", False, source)  # Content-MD5
         assert not sends_file_region(BARE, http, "crc32c", False, source)  # CRC32C
         assert not sends_file_region(BARE, http, None, True, source)  # whole-file MD5
         signed = TransferConfig(sender="thread", content_md5=False, payload_signing=True)
         assert not sends_file_region(signed, http, None, False, source)  # payload signing
+        assert not sends_file_region(signed, https, None, False, source)
         aiohttp = TransferConfig(sender="aiohttp", content_md5=False)
         assert not sends_file_region(aiohttp, http, None, False, source)  # aiohttp sender
+        assert not sends_file_region(aiohttp, https, None, False, source)
+        # botocore's own flexible checksums read the body (or wrap it, over TLS)
+        flexible = attrs.evolve(BARE, request_checksum_calculation="when_supported")
+        assert not sends_file_region(flexible, http, None, False, source)
+        assert not sends_file_region(flexible, https, None, False, source)
         source.regular = False  # a device or a pipe
         assert not sends_file_region(BARE, http, None, False, source)
+        assert not sends_file_region(BARE, https, None, False, source)
     stream = StreamSource(io.BytesIO(b"x" * 100), 100)
     assert not sends_file_region(BARE, http, None, False, stream)
 
