@@ -139,11 +139,38 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
-    from moto.server import ThreadedMotoServer
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
 
-    server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+    class Handler(MotoRequestHandler):
+        """moto's handler, sending ``Server`` and ``Date`` once: moto's
+        answers carry their own, and werkzeug adds its own too, which strict
+        HTTP parsers refuse (aiohttp under ``python -X dev``: "Duplicate
+        'Server' header found")."""
+
+        _aioims_sent: set[str] | None = None
+
+        def send_response(self, code: int, message: str | None = None) -> None:
+            self._aioims_sent = set()
+            super().send_response(code, message)
+
+        def send_header(self, keyword: str, value: str) -> None:
+            lowered = keyword.lower()
+            sent = self._aioims_sent
+            if sent is not None and lowered in ("server", "date"):
+                if lowered in sent:
+                    return
+                sent.add(lowered)
+            super().send_header(keyword, value)
+
+    app = DomainDispatcherApplication(create_backend_app)
+    server = make_server(args.host, args.port, app, True, request_handler=Handler)
+    threading.Thread(target=server.serve_forever, name="moto", daemon=True).start()
+    host, port = str(server.server_address[0]), int(server.server_address[1])
     print(f"{READY_PREFIX}http://{host}:{port}", flush=True)
     watcher = threading.Thread(target=_exit_when_closed, args=(sys.stdin,), daemon=True)
     watcher.start()

@@ -63,3 +63,27 @@ async def test_multipart_upload_under_python_dev_mode(
     assert result["status"] == "active"
     assert result["checksum"] == hashlib.md5(data).hexdigest()
     assert "Duplicate" not in proc.stderr
+
+
+def test_embedded_moto_sends_server_and_date_once() -> None:
+    """The emulator's own S3 client (bucket creation in upload-prepare) talks
+    to the embedded moto directly: under ``python -X dev`` (``aioims demo``
+    run that way) a second ``Server`` header failed every upload-prepare."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    from aioims.emulator.s3server import start_sync
+
+    server = start_sync()
+    try:
+        parts = urlsplit(server.url)
+        for method, path in (("PUT", "/xdev-bucket"), ("GET", "/xdev-bucket"), ("GET", "/")):
+            conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+            conn.request(method, path, headers={"Authorization": "AWS4-HMAC-SHA256 x"})
+            answer = conn.getresponse()
+            answer.read()
+            conn.close()
+            assert len(answer.msg.get_all("Server") or []) == 1, (method, path, answer.msg)
+            assert len(answer.msg.get_all("Date") or []) <= 1, (method, path, answer.msg)
+    finally:
+        server.stop()
