@@ -79,6 +79,17 @@ class _TransferLoop:
 _TRANSFER_LOOP = _TransferLoop()
 
 
+def _forget_loop_after_fork() -> None:
+    # A forked child has no transfer-loop thread (and maybe a lock taken
+    # mid-use): it starts its own when it needs one.
+    global _TRANSFER_LOOP
+    _TRANSFER_LOOP = _TransferLoop()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_forget_loop_after_fork)
+
+
 def start_transfer_loop() -> None:
     """Start the transfer loop now (blocking; at program start or from a
     worker thread, not from an event loop)."""

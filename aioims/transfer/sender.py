@@ -165,6 +165,17 @@ class _WorkerPool:
 _POOL = _WorkerPool()
 
 
+def _forget_pool_after_fork() -> None:
+    # A forked child has none of the parent's threads (and maybe a lock or
+    # queue left mid-use): it starts its own pool when it needs one.
+    global _POOL
+    _POOL = _WorkerPool()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
 def start_sender_pool(threads: int = 16) -> None:
     """Start the sender's worker threads now (blocking; call it at program
     start or from a worker thread, not from the event loop)."""

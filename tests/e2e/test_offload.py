@@ -130,3 +130,35 @@ async def test_a_request_that_worked_proves_the_credentials(s3_url: str, bucket:
         await clients.client.list_multipart_uploads(Bucket=bucket, Prefix="x")
         after = clients.classify(denied, 1)
         assert after is not None and after.kind is FailureKind.CREDENTIALS
+
+
+def _upload_in_child(url: str, path: str) -> None:  # runs in a forked child
+    import asyncio as child_asyncio
+
+    async def main() -> None:
+        config = TransferConfig(part_size=5 * MiB, max_concurrency=2)
+        result = await upload_file(target(url, "bench", "child.raw"), path, config=config)
+        assert len(result.parts) == 3
+
+    child_asyncio.run(main())
+
+
+@pytest.mark.skipif(not hasattr(os, "register_at_fork"), reason="POSIX fork")
+async def test_a_forked_child_starts_its_own_threads(s3_sink: Any, tmp_path: Path) -> None:
+    """A pre-forking server (gunicorn --preload) may fork after an upload
+    started the sender pool and the transfer loop: the child has none of
+    those threads and must start its own, not queue work nobody takes."""
+    import multiprocessing
+
+    path = tmp_path / "disk.raw"
+    path.write_bytes(os.urandom(11 * MiB))
+    config = TransferConfig(part_size=5 * MiB, max_concurrency=2)
+    await upload_file(target(s3_sink.url, "bench", "parent.raw"), path, config=config)
+    child = multiprocessing.get_context("fork").Process(
+        target=_upload_in_child, args=(s3_sink.url, str(path))
+    )
+    child.start()
+    await asyncio.get_running_loop().run_in_executor(None, child.join, 120)
+    if child.exitcode is None:
+        child.kill()
+    assert child.exitcode == 0
