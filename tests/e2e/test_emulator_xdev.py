@@ -77,4 +77,4 @@ def test_demo_under_python_dev_mode(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-4000:])
     assert "Duplicate" not in proc.stderr
-    assert "local = service checksum = downloaded" in proc.stdout
+    assert "OK: uploaded, verified, downloaded, identical" in proc.stdout
