@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -42,6 +43,10 @@ JSON_CONTENT_TYPE = "application/json"
 # Characters left unescaped in query values: the vendor's example keeps ``:``
 # in ``filter=name:lk:1%7CimageId:eq:1%7C`` and escapes ``|``.
 _QUERY_SAFE = ":,"
+# Text that ``quote`` returns unchanged (its always-safe characters, plus the
+# query's safe ones for values): most ids, keys and values, which then skip it.
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.~:,-]*").fullmatch
 
 
 class RetryMode(enum.Enum):
@@ -67,6 +72,8 @@ class PreparedRequest:
     ``path`` is the API path (``/images/img-…``) used in logs.
     """
 
+    # Built by _prepared() without __init__ (on every call): plain fields only.
+
     method: str
     url: str
     headers: dict[str, str] = attrs.field(factory=dict)
@@ -81,11 +88,18 @@ class PreparedRequest:
 
     @property
     def full_url(self) -> str:
-        query = self.query_string
+        if not self.params:
+            return self.url
+        query = encode_query(self.params)
         return f"{self.url}?{query}" if query else self.url
 
     def copy(self) -> PreparedRequest:
-        return attrs.evolve(self, headers=dict(self.headers), params=dict(self.params))
+        """A copy whose ``headers`` and ``params`` are new dicts (one per attempt)."""
+        if self.__class__ is not PreparedRequest:  # a subclass may have more fields
+            return attrs.evolve(self, headers=dict(self.headers), params=dict(self.params))
+        return _prepared(
+            self.method, self.url, dict(self.headers), dict(self.params), self.body, self.path
+        )
 
     def __repr__(self) -> str:
         # Header values may be credentials: never shown.
@@ -95,7 +109,7 @@ class PreparedRequest:
         )
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen
 class Envelope:
     """A decoded successful answer."""
 
@@ -107,17 +121,30 @@ class Envelope:
 
 
 def encode_query(params: Mapping[str, str]) -> str:
-    return "&".join(
-        f"{quote(str(k), safe='')}={quote(str(v), safe=_QUERY_SAFE)}" for k, v in params.items()
-    )
+    if not params:
+        return ""
+    parts = []
+    for k, v in params.items():
+        key, value = str(k), str(v)
+        # ASCII letters and digits (most keys, numbers): nothing to escape
+        if not (key.isascii() and key.isalnum()) and _PLAIN_KEY(key) is None:
+            key = quote(key, safe="")
+        if not (value.isascii() and value.isalnum()) and _PLAIN_VALUE(value) is None:
+            value = quote(value, safe=_QUERY_SAFE)
+        parts.append(f"{key}={value}")
+    return "&".join(parts)
 
 
 def quote_segment(value: str) -> str:
     """Escape one path segment (an image or share id)."""
+    if value.__class__ is str and _PLAIN_KEY(value) is not None:
+        return value  # nothing to escape (an id usually)
     return quote(value, safe="")
 
 
 def _query_value(value: Any) -> str:
+    if value.__class__ is str or value.__class__ is int:
+        return str(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, enum.Enum):
@@ -152,9 +179,10 @@ def build_request(
     query: dict[str, str] = {}
     if request_info:
         query["requestInfo"] = region
-    for key, value in (params or {}).items():
-        if value is not None:
-            query[key] = _query_value(value)
+    if params:
+        for key, value in params.items():
+            if value is not None:
+                query[key] = value if value.__class__ is str else _query_value(value)
     headers = {"x-regionid": region, "Accept": JSON_CONTENT_TYPE}
     if user_agent:
         headers["User-Agent"] = user_agent
@@ -162,14 +190,23 @@ def build_request(
     if json_body is not None:
         body = encode_json(json_body)
         headers["Content-Type"] = JSON_CONTENT_TYPE
-    return PreparedRequest(
-        method=method.upper(),
-        url=base_url.rstrip("/") + path,
-        headers=headers,
-        params=query,
-        body=body,
-        path=path,
-    )
+    return _prepared(method.upper(), base_url.rstrip("/") + path, headers, query, body, path)
+
+
+def _prepared(
+    method: str, url: str, headers: dict[str, str], params: dict[str, str], body: bytes, path: str
+) -> PreparedRequest:
+    """``PreparedRequest(method=..., ...)`` with every field given, set as its
+    attrs ``__init__`` sets them (it has no hooks), without matching six
+    keyword arguments: this runs on every call and attempt."""
+    request: PreparedRequest = object.__new__(PreparedRequest)
+    request.method = method
+    request.url = url
+    request.headers = headers
+    request.params = params
+    request.body = body
+    request.path = path
+    return request
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -229,18 +266,28 @@ def decode_response(status: int, headers: Mapping[str, str], body: bytes) -> Env
     Every error carries ``http_status`` and ``request_id`` (the envelope's
     ``requestId``, else the ``x-request-id`` header).
     """
+    payload: Any = None
+    parsed = False
+    try:  # an empty or blank body is not JSON either
+        payload = json.loads(body)
+        parsed = True
+    except (ValueError, UnicodeDecodeError):
+        parsed = False
+    if 200 <= status < 300 and payload.__class__ is dict and payload.get("code") == SUCCESS_CODE:
+        # the usual answer, first
+        raw_id = payload.get("requestId")
+        raw_message = payload.get("message")
+        return Envelope(
+            payload.get("data"),
+            str(raw_id) if raw_id not in (None, "") else _header(headers, "x-request-id"),
+            SUCCESS_CODE,
+            "" if raw_message is None else str(raw_message),
+            status,
+        )
+
     header_request_id = _header(headers, "x-request-id")
     retry_after = parse_retry_after(_header(headers, "retry-after"))
     server_side = status >= 500 or status == 429
-
-    payload: Any = None
-    parsed = False
-    if body.strip():
-        try:
-            payload = json.loads(body)
-            parsed = True
-        except (ValueError, UnicodeDecodeError):
-            parsed = False
 
     envelope = isinstance(payload, dict) and isinstance(payload.get("code"), str) and parsed
     if not envelope:
@@ -268,15 +315,7 @@ def decode_response(status: int, headers: Mapping[str, str], body: bytes) -> Env
     raw_message = payload.get("message")
     message = "" if raw_message is None else str(raw_message)
 
-    if code == SUCCESS_CODE:
-        if 200 <= status < 300:
-            return Envelope(
-                data=payload.get("data"),
-                request_id=request_id,
-                code=code,
-                message=message,
-                http_status=status,
-            )
+    if code == SUCCESS_CODE:  # (with a 2xx status: answered above)
         if server_side:
             raise ServerHTTPError(
                 f"HTTP {status} with a 'Success' envelope",

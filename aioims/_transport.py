@@ -150,22 +150,47 @@ class Transport:
         self._http = http
         self._auth = auth
         self._ssl = ssl
+        #: per-attempt timeout (s) -> its aiohttp.ClientTimeout (a handful of values)
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        #: full URL -> its yarl.URL (recent ones: calls repeat their URLs)
+        self._urls: dict[str, URL] = {}
 
     @property
     def http(self) -> aiohttp.ClientSession:
         return self._http
+
+    def _client_timeout(self, total: float) -> aiohttp.ClientTimeout:
+        """``aiohttp.ClientTimeout(total=total)``, made once per value."""
+        found = self._timeouts.get(total)
+        if found is None:
+            if len(self._timeouts) >= 64:  # retry deadlines make ever new values
+                self._timeouts.clear()
+            found = self._timeouts[total] = aiohttp.ClientTimeout(total=total)
+        return found
+
+    def _url(self, full_url: str) -> URL:
+        """``URL(full_url, encoded=True)``, kept for the URLs used lately."""
+        found = self._urls.get(full_url)
+        if found is None:
+            if len(self._urls) >= 256:
+                self._urls.clear()
+            found = self._urls[full_url] = URL(full_url, encoded=True)
+        return found
 
     # -- retry loop ----------------------------------------------------------
 
     async def _run(
         self,
         request: PreparedRequest,
-        *,
         timeout: float,
         retry: RetryPolicy,
         mode: RetryMode,
-        attempt: Callable[[PreparedRequest, float, int], Awaitable[R]],
+        attempt: Callable[[PreparedRequest, float, int, float], Awaitable[R]],
     ) -> R:
+        """Call ``attempt(prepared, per_try_timeout, number, started)`` until it
+        returns, a failure is not retryable, or the policy's attempts or
+        deadline run out.  With auth, ``prepared`` is a fresh copy of
+        ``request`` that auth amended; without, ``request`` itself (only read)."""
         clock = retry.clock or SYSTEM_CLOCK
         started = clock.monotonic()
         deadline = None if retry.deadline is None else started + retry.deadline
@@ -181,11 +206,13 @@ class Transport:
                         f"{retry.deadline}s exceeded"
                     )
                 per_try = min(timeout, remaining)
-            prepared = request.copy()
-            if self._auth is not None:
+            if self._auth is not None:  # on a copy: the next attempt starts afresh
+                prepared = request.copy()
                 await self._auth.apply(prepared)
+            else:
+                prepared = request  # only read
             try:
-                return await attempt(prepared, per_try, number)
+                return await attempt(prepared, per_try, number, started)
             except _AttemptError as failure:
                 error, sent, retryable = failure.error, failure.request_sent, failure.retryable
                 cause: BaseException | None = failure.__cause__
@@ -260,36 +287,46 @@ class Transport:
         mode: RetryMode,
     ) -> Envelope:
         """Send ``request`` (with retries) and decode the envelope."""
-        clock = retry.clock or SYSTEM_CLOCK
-        started = clock.monotonic()
 
-        async def attempt(prepared: PreparedRequest, per_try: float, number: int) -> Envelope:
+        async def attempt(
+            prepared: PreparedRequest, per_try: float, number: int, started: float
+        ) -> Envelope:
+            full_url = prepared.full_url if prepared.params else prepared.url
+            url = self._urls.get(full_url) or self._url(full_url)
+            client_timeout = self._timeouts.get(per_try) or self._client_timeout(per_try)
             try:
-                async with self._http.request(
-                    prepared.method,
-                    URL(prepared.full_url, encoded=True),
-                    headers=prepared.headers,
-                    data=prepared.body or None,
-                    timeout=aiohttp.ClientTimeout(total=per_try),
-                    ssl=self._ssl,
-                ) as response:
+                if prepared.body or self._ssl is not True:
+                    context = self._http.request(
+                        prepared.method,
+                        url,
+                        headers=prepared.headers,
+                        data=prepared.body or None,
+                        timeout=client_timeout,
+                        ssl=self._ssl,
+                    )
+                else:  # aiohttp's defaults: no body, ssl=True (fewer arguments to pass on)
+                    context = self._http.request(
+                        prepared.method, url, headers=prepared.headers, timeout=client_timeout
+                    )
+                async with context as response:
                     body = await response.read()
                     status, headers = response.status, response.headers
             except _CLIENT_FAILURES as exc:
                 raise _map_client_error(exc, per_try) from exc
             envelope = decode_response(status, headers, body)
-            self._log(
-                prepared,
-                number,
-                retry,
-                started=started,
-                clock=clock,
-                status=status,
-                request_id=envelope.request_id,
-            )
+            if logger.isEnabledFor(logging.DEBUG):
+                self._log(
+                    prepared,
+                    number,
+                    retry,
+                    started=started,
+                    clock=retry.clock or SYSTEM_CLOCK,
+                    status=status,
+                    request_id=envelope.request_id,
+                )
             return envelope
 
-        return await self._run(request, timeout=timeout, retry=retry, mode=mode, attempt=attempt)
+        return await self._run(request, timeout, retry, mode, attempt)
 
     # -- streamed calls ------------------------------------------------------
 
@@ -312,10 +349,9 @@ class Transport:
         User-Agent/Accept/Range are dropped when the target is another origin.
         """
         clock = retry.clock or SYSTEM_CLOCK
-        started = clock.monotonic()
 
         async def attempt(
-            prepared: PreparedRequest, per_try: float, number: int
+            prepared: PreparedRequest, per_try: float, number: int, started: float
         ) -> aiohttp.ClientResponse:
             client_timeout = aiohttp.ClientTimeout(total=None, connect=per_try, sock_read=per_try)
             origin = URL(prepared.url).origin()
@@ -374,9 +410,7 @@ class Transport:
                 )
             raise TransportError(f"more than {max_redirects} redirects")
 
-        response = await self._run(
-            request, timeout=timeout, retry=retry, mode=mode, attempt=attempt
-        )
+        response = await self._run(request, timeout, retry, mode, attempt)
         wrapped = StreamResponse(response, timeout)
         try:
             yield wrapped

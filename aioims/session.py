@@ -354,9 +354,17 @@ class IMSSession(ImageEndpoints, UploadEndpoints, SharingEndpoints):
         retry: RetryPolicy | None = None,
     ) -> Envelope:
         per_call = self._timeout if timeout is None else _check_timeout(timeout)
-        transport = self._open_transport()
-        request = self._prepare(
-            method, path, params=params, json_body=json_body, request_info=request_info
+        transport = self._shared.transport or self._open_transport()
+        settings = self._settings
+        request = build_request(
+            method,
+            self._base_url,
+            path,
+            region=settings.region,
+            params=params,
+            json_body=json_body,
+            request_info=request_info,
+            user_agent=settings.user_agent,
         )
         return await transport.send(
             request, timeout=per_call, retry=retry or self._retry, mode=mode

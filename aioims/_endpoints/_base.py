@@ -54,7 +54,7 @@ def _bad(envelope: Envelope, message: str) -> DecodeError:
 def parse_model(envelope: Envelope, cls: type[T]) -> T:
     """``data`` as a model; a missing or malformed object is a DecodeError."""
     data = envelope.data
-    if not isinstance(data, Mapping):
+    if data.__class__ is not dict and not isinstance(data, Mapping):
         raise _bad(envelope, f"expected a {cls.__name__} object in 'data', got {data!r:.100}")
     try:
         return from_wire(data, cls)
@@ -85,10 +85,9 @@ def parse_page(
 
     ``current`` is the page that was asked for (so a server echoing a wrong
     page number cannot make iteration loop forever)."""
-    if not isinstance(envelope.data, Mapping):
+    if envelope.data.__class__ is not dict and not isinstance(envelope.data, Mapping):
         raise _bad(envelope, f"expected a page object in 'data', got {envelope.data!r:.100}")
     try:
-        page = page_from_wire(envelope.data, cls)
+        return page_from_wire(envelope.data, cls, current=requested, fetch=fetch)
     except Exception as exc:
         raise _bad(envelope, f"cannot read a page of {cls.__name__}: {exc}") from exc
-    return Page(items=page.items, total=page.total, current=requested, size=page.size, fetch=fetch)
