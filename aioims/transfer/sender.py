@@ -437,12 +437,18 @@ def _send_body(conn: _Conn, job: _Job) -> bool:
         end = min(offset + SEND_SLICE, total)
         conn.sock.sendall(body[offset:end])
         offset = end
-        if job.progress is not None:
-            on_read, start = job.progress
-            on_read(start + offset)
-        if offset < total and _early_answer(conn):
+        if not _slice_sent(conn, job, offset):
             return False
     return True
+
+
+def _slice_sent(conn: _Conn, job: _Job, offset: int) -> bool:
+    """After a slice: report progress; False if an answer arrived before the
+    end of the body (the send stops; the answer is read)."""
+    if job.progress is not None:
+        on_read, first = job.progress
+        on_read(first + offset)
+    return offset >= job.length or not _early_answer(conn)
 
 
 def _wait_writable(sock: socket.socket, timeout: float | None) -> None:
@@ -488,10 +494,7 @@ def _send_file(conn: _Conn, job: _Job) -> bool:
                     f"short read at offset {start + offset}: the file shrank during the upload"
                 )
             offset += sent
-        if job.progress is not None:
-            on_read, first = job.progress
-            on_read(first + offset)
-        if offset < total and _early_answer(conn):
+        if not _slice_sent(conn, job, offset):
             return False
     return True
 
@@ -530,10 +533,7 @@ def _send_file_slices(conn: _Conn, job: _Job) -> bool:
             _pread_into(fd, piece, start + offset)
             conn.sock.sendall(piece)
         offset += count
-        if job.progress is not None:
-            on_read, first = job.progress
-            on_read(first + offset)
-        if offset < total and _early_answer(conn):
+        if not _slice_sent(conn, job, offset):
             return False
     return True
 
