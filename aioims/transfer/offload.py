@@ -90,12 +90,6 @@ if hasattr(os, "register_at_fork"):  # POSIX
     os.register_at_fork(after_in_child=_forget_loop_after_fork)
 
 
-def start_transfer_loop() -> None:
-    """Start the transfer loop now (blocking; at program start or from a
-    worker thread, not from an event loop)."""
-    _TRANSFER_LOOP.ensure()
-
-
 async def transfer_loop() -> asyncio.AbstractEventLoop:
     """The transfer loop, started off the calling loop if needed."""
     loop = _TRANSFER_LOOP.running()

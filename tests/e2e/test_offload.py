@@ -143,7 +143,6 @@ def _upload_in_child(url: str, path: str) -> None:  # runs in a forked child
     child_asyncio.run(main())
 
 
-@pytest.mark.skipif(not hasattr(os, "register_at_fork"), reason="POSIX fork")
 async def test_a_forked_child_starts_its_own_threads(s3_sink: Any, tmp_path: Path) -> None:
     """A pre-forking server (gunicorn --preload) may fork after an upload
     started the sender pool and the transfer loop: the child has none of
