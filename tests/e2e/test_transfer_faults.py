@@ -260,9 +260,12 @@ async def test_refresh_before_expiry(
 ) -> None:
     path, data = image
     target = front_target(front, bucket)
-    # 1 s before expiry is inside the mandatory window: the first request
-    # waits for the one refresh.  (The front's own credentials live longer:
-    # S3 never has to say no.)
+    # Credentials that live 1 s (windows: advisory 0.5 s, mandatory 0.25 s
+    # before expiry).  The first part is held 1.5 s, so whatever the machine's
+    # speed, a later request (at the latest CompleteMultipartUpload) finds
+    # them in the mandatory window and waits for the one refresh.  (The
+    # front's own credentials live longer: S3 never has to say no.)
+    front.faults.add(FaultRule(operation="UploadPart", action="delay", delay=1.5, times=1))
     target.expires_at = datetime.now(timezone.utc) + timedelta(seconds=1)
     calls = 0
 
