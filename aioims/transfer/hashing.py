@@ -3,22 +3,25 @@
 The whole-file MD5 is computed during the upload, from the very buffers the
 parts are uploaded from (the file is read once).  Parts finish out of order,
 so :class:`OrderedHasher` feeds the hasher in part order: it holds a read
-buffer until its turn and hashes it in a worker thread (hashlib releases the
-GIL on large buffers).  A buffer is given back (its slot released) only once
-it is both uploaded and hashed, so at most ``max_concurrency`` part buffers
-are alive, plus one 1 MiB chunk when re-hashing a resumed part.
+buffer until its turn and hashes it in one of the process-wide hasher
+threads (hashlib releases the GIL on large buffers; no event-loop hop per
+part).  A buffer is given back (its slot released) only once it is both
+uploaded and hashed, so at most ``max_concurrency`` part buffers are alive,
+plus one 1 MiB chunk when re-hashing a resumed part.
 
 Resumed parts (already on S3 from an earlier run) are not uploaded again,
 but the whole-file MD5 needs them: they are read again, in 1 MiB chunks in a
-worker thread, for hashing only.
+hasher thread, for hashing only.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import io
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +29,7 @@ import anyio
 
 from .config import MiB, PartLimiter, PartPlan
 from .errors import SourceChangedError
+from .pool import WorkerPool
 
 _HASH_CHUNK = 1 * MiB
 _HAVE_PREADV = hasattr(os, "preadv")
@@ -255,12 +259,32 @@ class PartSlots:
         self._shared.clear()
 
 
+#: Threads that feed whole-file hashers (one drain per transfer at a time).
+HASH_THREADS = max(2, min(os.cpu_count() or 2, 8))
+_HASH_POOL = WorkerPool("aioims-hasher", HASH_THREADS)
+
+
 class OrderedHasher:
     """Whole-file MD5 over parts that arrive out of order.
 
-    Parts in ``resumed`` (already on S3) are not uploaded again; their bytes
-    are fed by ``rehash(hasher, offset, length)`` in a worker thread (e.g.
-    :meth:`aioims.transfer.sources.FileSource.hash_range`)."""
+    The hashing happens off the event loop, in part order, without a hop per
+    part: :meth:`submit` hands over a part's buffer (a dict insert under a
+    lock) and, when that part is the next one to hash and nobody is hashing,
+    queues a *drain* on the process-wide hasher threads; the drain hashes
+    every consecutive part it finds ready, gives each buffer's slot back
+    with ``release(n)`` (called on the event loop) and stops at the first
+    part not read yet — whose :meth:`submit` queues the next drain.  At most
+    one drain per transfer runs at a time, so the order is kept.
+
+    Parts in ``resumed`` (already on S3) are not uploaded again; the drain
+    feeds their bytes with ``rehash(hasher, offset, length)`` (e.g.
+    :meth:`aioims.transfer.sources.FileSource.hash_range`).
+
+    :meth:`run` returns once the last part is hashed, raises what a drain
+    raised, and when cancelled waits (shielded) for a running drain to stop
+    at its next part: a buffer or the file is never used after the transfer
+    gave them up.
+    """
 
     def __init__(
         self,
@@ -270,40 +294,114 @@ class OrderedHasher:
         release: Callable[[int], None],
     ) -> None:
         self._plan = plan
-        self._resumed = resumed
+        self._resumed = frozenset(resumed)
         self._rehash = rehash
         self._release = release
         self._md5 = new_md5()
+        self._lock = threading.Lock()
+        # shared with the drain thread (under _lock)
         self._ready: dict[int, io.BytesIO] = {}
-        self._arrived = anyio.Event()
+        self._next = 1
+        self._busy = False
+        self._stop = False
+        self._error: BaseException | None = None
+        # event-loop side
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drains = 0
+        self._changed = anyio.Event()
         self.done = False
 
     def submit(self, part_number: int, data: io.BytesIO) -> None:
-        """Hand over a part's buffer (the hasher releases its slot when hashed)."""
-        self._ready[part_number] = data
-        self._arrived.set()
+        """Hand over a part's buffer (its slot is released once hashed).
+        Call it on the event loop."""
+        with self._lock:
+            self._ready[part_number] = data
+            kick = self._can_drain()
+        if kick:
+            self._kick()
 
     async def run(self) -> None:
-        for number in range(1, self._plan.part_count + 1):
-            if number in self._resumed:
-                assert self._rehash is not None
-                await anyio.to_thread.run_sync(
-                    self._rehash,
-                    self._md5,
-                    self._plan.part_offset(number),
-                    self._plan.part_length(number),
-                )
-                continue
-            while number not in self._ready:
-                await self._arrived.wait()
-                self._arrived = anyio.Event()
-            data = self._ready.pop(number)
-            with data.getbuffer() as view:
-                await anyio.to_thread.run_sync(self._md5.update, view)
-            del data
-            self._release(number)
+        self._loop = asyncio.get_running_loop()
+        try:
+            await _HASH_POOL.ensure_async(HASH_THREADS)
+            with self._lock:
+                kick = self._can_drain()
+            if kick:
+                self._kick()
+            while True:
+                with self._lock:
+                    error, finished = self._error, self._next > self._plan.part_count
+                if error is not None:
+                    raise error
+                if finished and not self._drains:
+                    break
+                await self._changed.wait()
+                self._changed = anyio.Event()
+        except BaseException:
+            with self._lock:
+                self._stop = True
+            with anyio.CancelScope(shield=True):
+                while self._drains:
+                    await self._changed.wait()
+                    self._changed = anyio.Event()
+            raise
         self.done = True
 
     def hexdigest(self) -> str:
         assert self.done
         return str(self._md5.hexdigest())
+
+    # -- internals -----------------------------------------------------------
+
+    def _can_drain(self) -> bool:
+        """Under the lock: should a drain start now?  (Marks it started.)"""
+        if self._busy or self._stop or self._loop is None or self._error is not None:
+            return False
+        number = self._next
+        if number > self._plan.part_count:
+            return False
+        if number not in self._ready and number not in self._resumed:
+            return False
+        self._busy = True
+        return True
+
+    def _kick(self) -> None:  # on the loop
+        self._drains += 1
+        _HASH_POOL.submit(self._drain)
+
+    def _drain(self) -> None:  # in a hasher thread
+        loop = self._loop
+        assert loop is not None
+        try:
+            while True:
+                with self._lock:
+                    number = self._next
+                    if self._stop or number > self._plan.part_count:
+                        self._busy = False
+                        return
+                    data = self._ready.pop(number, None)
+                    if data is None and number not in self._resumed:
+                        self._busy = False
+                        return
+                if data is None:
+                    assert self._rehash is not None
+                    self._rehash(
+                        self._md5, self._plan.part_offset(number), self._plan.part_length(number)
+                    )
+                else:
+                    with data.getbuffer() as view:
+                        self._md5.update(view)
+                    del data
+                    loop.call_soon_threadsafe(self._release, number)
+                with self._lock:
+                    self._next = number + 1
+        except BaseException as exc:
+            with self._lock:
+                self._error = exc
+                self._busy = False
+        finally:
+            loop.call_soon_threadsafe(self._drained)
+
+    def _drained(self) -> None:  # on the loop
+        self._drains -= 1
+        self._changed.set()

@@ -72,13 +72,11 @@ Behaviour of the threaded path:
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import errno
 import io
 import logging
 import os
-import queue
 import select
 import socket
 import ssl
@@ -99,6 +97,7 @@ from botocore.exceptions import (
 
 from .errors import SourceChangedError
 from .hashing import _pread_into
+from .pool import WorkerPool
 from .region import FileRegion
 
 logger = logging.getLogger("aioims.transfer")
@@ -120,60 +119,7 @@ _HAVE_POLL = hasattr(select, "poll")
 # The process-wide worker pool
 
 
-class _WorkerPool:
-    """Daemon threads taking jobs from one queue; grown, never shrunk."""
-
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
-
-    @property
-    def size(self) -> int:
-        return len(self._threads)
-
-    def ensure(self, threads: int) -> None:
-        """Start threads up to ``threads`` (blocking: call it off the loop)."""
-        wanted = max(1, min(threads, MAX_THREADS))
-        with self._lock:
-            while len(self._threads) < wanted:
-                thread = threading.Thread(
-                    target=self._work, name=f"aioims-sender-{len(self._threads)}", daemon=True
-                )
-                thread.start()
-                self._threads.append(thread)
-
-    def submit(self, fn: Callable[[], Any]) -> concurrent.futures.Future[Any]:
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._queue.put((future, fn))
-        return future
-
-    def _work(self) -> None:
-        while True:
-            future, fn = self._queue.get()
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                result = fn()
-            except BaseException as exc:  # handed to the awaiting coroutine
-                future.set_exception(exc)
-            else:
-                future.set_result(result)
-            del future, fn
-
-
-_POOL = _WorkerPool()
-
-
-def _forget_pool_after_fork() -> None:
-    # A forked child has none of the parent's threads (and maybe a lock or
-    # queue left mid-use): it starts its own pool when it needs one.
-    global _POOL
-    _POOL = _WorkerPool()
-
-
-if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(after_in_child=_forget_pool_after_fork)
+_POOL = WorkerPool("aioims-sender", MAX_THREADS)
 
 
 def start_sender_pool(threads: int = 16) -> None:
@@ -188,9 +134,7 @@ def sender_pool_size() -> int:
 
 async def ensure_sender_pool(threads: int) -> None:
     """Grow the pool to ``threads`` without starting threads on the loop."""
-    if _POOL.size >= min(threads, MAX_THREADS):
-        return
-    await asyncio.get_running_loop().run_in_executor(None, _POOL.ensure, threads)
+    await _POOL.ensure_async(threads)
 
 
 # --------------------------------------------------------------------------
