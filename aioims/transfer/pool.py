@@ -20,7 +20,11 @@ import queue
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
+
+import anyio
+
+T = TypeVar("T")
 
 
 class WorkerPool:
@@ -76,6 +80,26 @@ class WorkerPool:
             else:
                 future.set_result(result)
             del future, fn
+
+
+async def run_in_pool(pool: WorkerPool, fn: Callable[[], T]) -> T:
+    """``fn()`` in one of ``pool``'s threads (a queue put and a wake-up: about
+    half of ``anyio.to_thread.run_sync``'s loop time).  Cancelled while
+    queued, it never runs; cancelled while running, it is waited for
+    (shielded) before the cancellation goes on — like ``anyio``'s, a buffer
+    handed to ``fn`` is never reused while ``fn`` still holds it.  The pool
+    must have threads (:meth:`WorkerPool.ensure`)."""
+    job = pool.submit(fn)
+    future = asyncio.wrap_future(job)
+    try:
+        return await asyncio.shield(future)
+    except BaseException:
+        if not job.cancel():  # running or done: wait for it
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait((future,))
+            if not future.cancelled():
+                future.exception()  # retrieved: no "never retrieved" warning
+        raise
 
 
 _POOLS: weakref.WeakSet[WorkerPool] = weakref.WeakSet()

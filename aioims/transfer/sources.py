@@ -2,7 +2,8 @@
 multipart driver (:mod:`aioims.transfer.driver`), like s3transfer's input
 managers feeding its one submission task.
 
-* :class:`FileSource` — a regular file, read by ``pread`` in worker threads:
+* :class:`FileSource` — a regular file, read by ``pread`` in the process-wide
+  ``aioims-reader`` threads (:mod:`aioims.transfer.pool`):
   any part, in any order (random access); resumable (its identity is the
   path, size and mtime); parts already on S3 are re-read for the whole-file
   MD5 only.  Where no byte of a part needs to pass through Python, the
@@ -36,7 +37,13 @@ from .checkpoint import SourceIdentity
 from .errors import S3TransferError, SourceChangedError
 from .events import _is_async_callable
 from .hashing import checksum_part, hash_range, new_part_buffer, read_part_checksummed
+from .pool import WorkerPool, run_in_pool
 from .region import FileRegion
+
+#: Threads reading file parts (and computing their checksums): started with
+#: the first file source, in the thread that opens it (off the loop).
+READ_THREADS = 16
+_READ_POOL = WorkerPool("aioims-reader", READ_THREADS)
 
 __all__ = [
     "AsyncReader",
@@ -137,6 +144,7 @@ class PartSource:
 
 
 def _open_file(path: Path) -> tuple[int, SourceIdentity, bool]:
+    _READ_POOL.ensure(READ_THREADS)
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
     try:
         st = os.fstat(fd)
@@ -153,7 +161,7 @@ def _fstat_identity(fd: int) -> tuple[int, int]:
 
 
 class FileSource(PartSource):
-    """A regular file, read with ``pread`` in worker threads."""
+    """A regular file, read with ``pread`` in the ``aioims-reader`` threads."""
 
     random_access = True
 
@@ -178,8 +186,9 @@ class FileSource(PartSource):
     async def read_part(
         self, offset: int, length: int, checksum: str | None, body: io.BytesIO | None
     ) -> tuple[io.BytesIO, dict[str, str]]:
-        return await anyio.to_thread.run_sync(
-            read_part_checksummed, self.fd, offset, length, checksum, body
+        fd = self.fd
+        return await run_in_pool(
+            _READ_POOL, lambda: read_part_checksummed(fd, offset, length, checksum, body)
         )
 
     def hash_range(self, hasher: Any, offset: int, length: int) -> None:
