@@ -44,7 +44,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import logging
+import platform
 import weakref
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -248,9 +250,27 @@ def endpoint_url(domain: str) -> str:
     return value.rstrip("/")
 
 
-def client_config(config: TransferConfig) -> AioConfig:
+@functools.cache
+def user_agent() -> str:
+    """The S3 clients' User-Agent, built once per process.
+
+    Given to botocore as ``Config(user_agent=...)``: otherwise botocore
+    rebuilds and sanitises its structured user-agent string twice for every
+    request (~18 % of an UploadPart's CPU in the transfer loop on this VM).
+    It still names the SDK, the stack beneath it and the platform."""
+    import aiobotocore
+    import botocore
+
     from .. import __version__
 
+    return (
+        f"aioims/{__version__} aiobotocore/{aiobotocore.__version__} "
+        f"botocore/{botocore.__version__} Python/{platform.python_version()} "
+        f"{platform.system()}/{platform.release()}"
+    )
+
+
+def client_config(config: TransferConfig) -> AioConfig:
     s3: dict[str, Any] = {"addressing_style": "path"}
     if config.sign_payload is not None:
         s3["payload_signing_enabled"] = config.sign_payload
@@ -262,7 +282,7 @@ def client_config(config: TransferConfig) -> AioConfig:
         "max_pool_connections": config.max_concurrency + 2,
         "connect_timeout": config.connect_timeout,
         "read_timeout": config.read_timeout,
-        "user_agent_extra": f"aioims/{__version__}",
+        "user_agent": user_agent(),
     }
     # botocore < 1.36 has neither the options nor the default CRC checksums
     # they switch off.

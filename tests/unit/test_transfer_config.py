@@ -51,9 +51,29 @@ from aioims.transfer.checkpoint import (
 )
 from aioims.transfer.events import Emitter
 from aioims.transfer.hashing import PartSlots, new_part_buffer, read_part
-from aioims.transfer.s3 import FailureKind, classify, client_kwargs, endpoint_url
+from aioims.transfer.s3 import FailureKind, classify, client_kwargs, endpoint_url, user_agent
 
 # -- config & adjuster --------------------------------------------------------
+
+
+def test_s3_user_agent_is_fixed_once_and_names_the_stack() -> None:
+    import aiobotocore
+    import botocore
+
+    import aioims
+
+    config = client_kwargs(
+        UploadTarget(access_key="a", secret_key="s", bucket="b", file="k", domain="http://h"),
+        TransferConfig(),
+    )["config"]
+    # a fixed string: botocore then does not rebuild its structured
+    # user agent twice per request
+    assert config.user_agent == user_agent()
+    assert user_agent().split()[:3] == [
+        f"aioims/{aioims.__version__}",
+        f"aiobotocore/{aiobotocore.__version__}",
+        f"botocore/{botocore.__version__}",
+    ]
 
 
 def test_defaults() -> None:
