@@ -17,7 +17,6 @@ hasher thread, for hashing only.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import io
 import os
@@ -103,40 +102,6 @@ def read_body(fd: int, offset: int, length: int, body: io.BytesIO | None = None)
     return body
 
 
-def body_digest(body: io.BytesIO) -> Any:
-    """MD5 object of a part buffer (blocking)."""
-    with body.getbuffer() as view:
-        return hashlib.md5(view, usedforsecurity=False)
-
-
-def pread_exact(fd: int, length: int, offset: int) -> bytes:
-    """Read exactly ``length`` bytes at ``offset`` (blocking)."""
-    data = os.pread(fd, length, offset)
-    if len(data) == length:
-        return data
-    chunks = [data]
-    got = len(data)
-    while got < length:  # large parts (> 2 GiB) or a file that shrank
-        more = os.pread(fd, length - got, offset + got)
-        if not more:
-            raise SourceChangedError(
-                f"short read at offset {offset + got}: the file shrank during the upload"
-            )
-        chunks.append(more)
-        got += len(more)
-    return b"".join(chunks)
-
-
-def read_part(
-    fd: int, offset: int, length: int, content_md5: bool, body: io.BytesIO | None = None
-) -> tuple[io.BytesIO, str | None]:
-    """Read a part and compute its Content-MD5, in one worker-thread call."""
-    body = read_body(fd, offset, length, body)
-    if not content_md5:
-        return body, None
-    return body, base64.b64encode(body_digest(body).digest()).decode()
-
-
 def checksum_part(body: io.BytesIO, kind: str | None, whole: Any | None) -> dict[str, str]:
     """The part's checksum parameters (``kind``: ``"md5"``, ``"crc32c"`` or
     None, see :mod:`aioims.transfer.checksums`), and feed the whole-source
@@ -158,16 +123,6 @@ def read_part_checksummed(
     body = read_body(fd, offset, length, body)
     with body.getbuffer() as view:
         return body, part_checksum_params(kind, view)
-
-
-def digest_part(body: io.BytesIO, content_md5: bool, whole: Any | None) -> str | None:
-    """Content-MD5 of a part, and feed the whole-file hasher (one thread call)."""
-    with body.getbuffer() as view:
-        if whole is not None:
-            whole.update(view)
-        if not content_md5:
-            return None
-        return base64.b64encode(hashlib.md5(view, usedforsecurity=False).digest()).decode()
 
 
 def hash_range(hasher: Any, fd: int, offset: int, length: int) -> None:

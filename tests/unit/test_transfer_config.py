@@ -50,7 +50,7 @@ from aioims.transfer.checkpoint import (
     write_checkpoint,
 )
 from aioims.transfer.events import Emitter
-from aioims.transfer.hashing import PartSlots, new_part_buffer, read_part
+from aioims.transfer.hashing import PartSlots, new_part_buffer, read_part_checksummed
 from aioims.transfer.s3 import FailureKind, classify, client_kwargs, endpoint_url, user_agent
 
 # -- config & adjuster --------------------------------------------------------
@@ -280,15 +280,17 @@ def test_read_part_and_recycling(tmp_path: Path) -> None:
     path.write_bytes(data)
     fd = os.open(path, os.O_RDONLY)
     try:
-        body, b64 = read_part(fd, 1000, 1000, True)
+        body, params = read_part_checksummed(fd, 1000, 1000, "md5")
         assert body.getvalue() == data[1000:2000]
-        assert b64 == base64.b64encode(hashlib.md5(data[1000:2000]).digest()).decode()
-        again, _ = read_part(fd, 2000, 1000, False, body)
+        b64 = base64.b64encode(hashlib.md5(data[1000:2000]).digest()).decode()
+        assert params == {"ContentMD5": b64}
+        again, params = read_part_checksummed(fd, 2000, 1000, None, body)
+        assert params == {}
         assert again is body and body.getvalue() == data[2000:3000]
         from aioims.transfer import SourceChangedError
 
         with pytest.raises(SourceChangedError):
-            read_part(fd, 2500, 1000, False)  # past the end: the file "shrank"
+            read_part_checksummed(fd, 2500, 1000, None)  # past the end: the file "shrank"
     finally:
         os.close(fd)
 
