@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 import pytest
-from fakes.fake_s3 import FakeS3
+from fakes.fake_s3 import FakeS3, Rule
 
 from aioims import UploadTarget, hooks
 from aioims.transfer import (
@@ -92,7 +92,18 @@ async def test_resume_sends_only_missing_parts_once(source: Any, tmp_path: Path)
     path, md5 = source
     s3 = FakeS3()
     cp = tmp_path / "cp.json"
-    s3.fail("upload_part", "SlowDown", part=3, times=None)
+    # part 3 fails for good, but only once parts 1 and 2 are stored (with two
+    # at a time, one of them could still be in flight, then cancelled)
+    first_two = anyio.Event()
+    stored_first: set[int] = set()
+
+    async def note(call: Any, response: Any) -> None:
+        stored_first.add(call.part)
+        if {1, 2} <= stored_first:
+            first_two.set()
+
+    s3.hook("upload_part", after=note, times=None)
+    s3.add(Rule("upload_part", part=3, times=None, error="SlowDown", wait=first_two))
     with pytest.raises(PartUploadError) as info:
         await upload_file(target(), path, config=config(s3, max_attempts_per_part=2),
                           checkpoint=cp)  # fmt: skip
