@@ -77,9 +77,10 @@ async def test_latency(api: Api, ims_emulator: EmulatorProcess) -> None:
     started = time.monotonic()
     await api.ok("GET", "/private-images", params={"current": 1, "size": 1})
     assert time.monotonic() - started >= 0.4
-    started = time.monotonic()
     await api.ok("GET", "/private-images", params={"current": 1, "size": 1})
-    assert time.monotonic() - started < 0.4
+    # spent after one call (not a timing bound: a busy machine may be slow)
+    state = await ims_emulator.aadmin("GET", "/_emulator/faults")
+    assert state["rules"][0]["fired"] == 1
 
 
 async def test_connection_drop_and_after(api: Api, ims_emulator: EmulatorProcess) -> None:

@@ -526,9 +526,9 @@ async def test_delay(front: S3Front, creds: TemporaryCredentials, bucket: str) -
             started = time.monotonic()
             await client.head_bucket(Bucket=bucket)
             assert time.monotonic() - started >= 0.4
-        started = time.monotonic()
         await client.list_objects_v2(Bucket=bucket)
-        assert time.monotonic() - started < 0.4
+    # only the two HeadBucket calls were delayed (counted, not timed: a busy
+    # machine may be slow)
     assert len(front.faults.rules) == 1 and len(front.stats.faults) == 2
 
 
