@@ -177,6 +177,7 @@ def render(result: dict[str, Any]) -> str:
         names = [
             ("file_read", "file read (page cache, preadv 8 MiB)"),
             ("md5", "MD5, one core"),
+            ("md5_2threads", "MD5, two threads at once (aggregate)"),
             ("sha256", "SHA-256, one core"),
             ("crc32", "CRC32 (zlib), one core"),
         ]
