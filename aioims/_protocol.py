@@ -7,7 +7,9 @@ rule of the protocol is testable synchronously (in the spirit of gidgethub's
 * :func:`build_request` turns an endpoint call into a :class:`PreparedRequest`
   (method, URL, headers, query, JSON body bytes);
 * :func:`decode_response` turns ``(status, headers, body)`` into an
-  :class:`Envelope` or raises the mapped :mod:`aioims.errors` exception;
+  :class:`Envelope` or raises the mapped :mod:`aioims.errors` exception (the
+  body decoded by :func:`aioims._json.loads`: ``json.loads``' results, by
+  orjson where installed);
 * :func:`is_retryable` decides whether a failure may be retried for a call of
   a given :class:`RetryMode`;
 * :func:`parse_retry_after` reads a ``Retry-After`` header.
@@ -26,6 +28,7 @@ from urllib.parse import quote
 
 import attrs
 
+from ._json import loads
 from .errors import (
     TRANSIENT_CODES,
     ApiError,
@@ -269,7 +272,7 @@ def decode_response(status: int, headers: Mapping[str, str], body: bytes) -> Env
     payload: Any = None
     parsed = False
     try:  # an empty or blank body is not JSON either
-        payload = json.loads(body)
+        payload = loads(body)
         parsed = True
     except (ValueError, UnicodeDecodeError):
         parsed = False
