@@ -291,9 +291,8 @@ class Transport:
         async def attempt(
             prepared: PreparedRequest, per_try: float, number: int, started: float
         ) -> Envelope:
-            full_url = prepared.full_url if prepared.params else prepared.url
-            url = self._urls.get(full_url) or self._url(full_url)
-            client_timeout = self._timeouts.get(per_try) or self._client_timeout(per_try)
+            url = self._url(prepared.full_url)
+            client_timeout = self._client_timeout(per_try)
             try:
                 if prepared.body or self._ssl is not True:
                     context = self._http.request(

@@ -1,7 +1,8 @@
 """Process-wide worker threads, started once and off the event loop.
 
 One rule for the transfer's own threads (the part senders of
-:mod:`aioims.transfer.sender`, the whole-file hashers of
+:mod:`aioims.transfer.sender`, the file-part readers of
+:mod:`aioims.transfer.sources`, the whole-file hashers of
 :mod:`aioims.transfer.hashing`): a :class:`WorkerPool` is a set of daemon
 threads taking jobs from one queue, grown (never shrunk) by
 :meth:`WorkerPool.ensure` — a blocking call, made from a worker thread or at
